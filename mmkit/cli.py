@@ -1,0 +1,275 @@
+"""The ``mmkit`` command: configurations, layouts, walks, descriptors, plugins, the lab.
+
+Every subcommand reads the engine and prints text (or JSON/CSV); errors are one line on
+stderr and a non-zero exit, never a traceback (set ``MMKIT_DEBUG=1`` to see one).
+
+>>> main(["translate", "arm64-4k-48", "0xffff000040000000"])  # doctest: +NORMALIZE_WHITESPACE
+arm64-4k-48 (v5.4): VA 0xffff000040000000 in kernel logical memory map
+level  lookup  VA bits  index  entry offset
+pgd    L0      [47:39]  0x0    0x0
+pud    L1      [38:30]  0x1    0x8
+pmd    L2      [29:21]  0x0    0x0
+pte    L3      [20:12]  0x0    0x0
+page offset [11:0] = 0x0
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from mmkit.errors import InvalidArgument, MmkitError
+
+__all__ = ["main"]
+
+_HEX_KEYS = ("PAGE_OFFSET", "VMALLOC_START", "VMALLOC_END", "VMEMMAP_START")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer (write hex as 0x..., e.g. 0xffff000040000000)"
+        ) from None
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", default=None, help="kernel era: v5.3, v5.4 (default), v5.7, v6.1")
+    p.add_argument("--kasan", default=None, choices=["generic", "sw_tags"], help="KASAN mode")
+    p.add_argument("--vabits-actual", type=int, default=None, help="hardware VA bits (52-bit)")
+    p.add_argument("--pa-bits", type=int, default=None, help="CONFIG_ARM64_PA_BITS (48, 52)")
+    for flag, what in (
+        ("ghes", "ACPI_APEI_GHES"),
+        ("sdei", "ARM_SDE_INTERFACE"),
+        ("kpti", "UNMAP_KERNEL_AT_EL0"),
+    ):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"CONFIG_{what} (sizes the fixmap)")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("kernel", "kasan", "vabits_actual", "pa_bits", "ghes", "sdei", "kpti")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, text: str) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        print(out.getvalue(), end="")
+    else:
+        print(text)
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    import mmkit.arch
+    from mmkit.arch import format_size
+
+    rows = mmkit.arch.config_rows(**_options(args))
+    text_rows = []
+    for r in rows:
+        if "error" in r:
+            text_rows.append([r["name"], "-", "-", "-", "-", "-", "-", "-", "-", r["error"]])
+            continue
+        text_rows.append(
+            [
+                r["name"],
+                format_size(int(r["page_size"])),
+                str(r["va_bits"]),
+                str(r["levels"]),
+                str(r["folded"]),
+                str(r["PGDIR_SHIFT"]),
+                str(r["PTRS_PER_PGD"]),
+                f"{int(r['VMALLOC_END']):#018x}",
+                format_size(int(r["memory_block_size"])),
+                "yes" if r["v7_overlap"] else "no",
+            ]
+        )
+    header = ["config", "page", "VA", "levels", "folded", "PGDIR_SHIFT", "PTRS_PER_PGD",
+              "VMALLOC_END", "block", "V7 overlap"]
+    _emit(rows, args.format, _table(text_rows, header))
+    return 0
+
+
+def _cmd_layout(args: argparse.Namespace) -> int:
+    import mmkit.arch
+    from mmkit.arch import format_size
+
+    d = mmkit.arch.get(args.name, **_options(args))
+    rows = [
+        {"start": r.start, "end": r.end, "size": r.size, "name": r.name, "kind": r.kind}
+        for r in d.regions
+    ]
+    text = [
+        f"{r.start:016x}  {r.last:016x}  {format_size(r.size):>8}  {r.name}" for r in d.regions
+    ]
+    title = f"{d.name} ({getattr(d, 'kernel', '?')}) virtual memory layout"
+    header = f"{'Start':<16}  {'End':<16}  {'Size':>8}  Use"
+    ov = getattr(d, "vmalloc_vmemmap_overlap", None)
+    tail = [] if ov is None else ["", "V7 overlap test: " + ov.explain()]
+    _emit(rows, args.format, "\n".join([title, "", header, "-" * 60, *text, *tail]))
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    import mmkit.arch
+
+    d = mmkit.arch.get(args.name, **_options(args))
+    steps = d.indices(args.va)
+    region = d.region_of(args.va)
+    rows = []
+    for level, index in steps:
+        hi, lo = level.index_bits
+        rows.append([level.name, f"L{level.hw_level}", f"[{hi}:{lo}]", hex(index),
+                     hex(index * 8)])
+    print(f"{d.name} ({d.kernel}): VA {args.va:#018x} in {region.name}")
+    print(_table(rows, ["level", "lookup", "VA bits", "index", "entry offset"]))
+    print(f"page offset [{d.page_shift - 1}:0] = {args.va & (d.page_size - 1):#x}")
+    return 0
+
+
+def _level_number(text: str) -> int:
+    names = {"l0": 0, "l1": 1, "l2": 2, "l3": 3}
+    key = text.lower()
+    if key in names:
+        return names[key]
+    if key.isdigit() and int(key) in range(4):
+        return int(key)
+    if key in ("pgd", "pud", "pmd", "pte"):
+        return -["pgd", "pud", "pmd", "pte"].index(key) - 1  # resolved per configuration
+    raise argparse.ArgumentTypeError(
+        f"level {text!r}: use a lookup level 0-3 (L0..L3) or pgd, pud, pmd, pte"
+    )
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import mmkit.arch
+    from mmkit.arch import pte
+
+    d = mmkit.arch.get(args.name, **_options(args))
+    level = args.level
+    if level < 0:
+        name = ["pgd", "pud", "pmd", "pte"][-level - 1]
+        info = next(lv for lv in d.level_info if lv.name == name)
+        level = info.hw_level
+    if level < 4 - d.levels:
+        raise InvalidArgument(
+            f"{d.name} has {d.levels} levels: its walk starts at lookup level L{4 - d.levels}, "
+            f"not L{level}"
+        )
+    block_levels = frozenset(lv.hw_level for lv in d.geometry.levels_used if lv.hw_block)
+    desc = pte.decode(args.descriptor, level, page_shift=d.page_shift, pa_bits=d.pa_bits,
+                      block_levels=block_levels)
+    print(f"{d.name}: {args.descriptor:#018x} at lookup level L{level}: {desc.kind.name}")
+    rows = [[f.bits, f.name, hex(f.value), f.meaning] for f in reversed(desc.fields())]
+    print(_table(rows, ["bits", "field", "value", "meaning"]))
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from mmkit import plugins
+
+    reports = plugins.reports()
+    if args.format == "json":
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        print(plugins.format_reports(reports))
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from mmkit import lab
+
+    return lab.run_lab(notebook_dir=args.notebook_dir, port=args.port,
+                       open_browser=not args.no_browser)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mmkit", description="Learn how Linux arm64 gives memory back.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("configs", help="all configurations with geometry and the V7 overlap")
+    _add_config_options(c)
+    c.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    c.set_defaults(func=_cmd_configs)
+
+    c = sub.add_parser("layout", help="the kernel VA layout, as memory.rst tables it")
+    c.add_argument("name")
+    _add_config_options(c)
+    c.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    c.set_defaults(func=_cmd_layout)
+
+    c = sub.add_parser("translate", help="table index and entry offset of a VA at each level")
+    c.add_argument("name")
+    c.add_argument("va", type=_int)
+    _add_config_options(c)
+    c.set_defaults(func=_cmd_translate)
+
+    c = sub.add_parser("decode", help="decode an arm64 descriptor bit by bit")
+    c.add_argument("name")
+    c.add_argument("descriptor", type=_int)
+    c.add_argument("--level", type=_level_number, default=3,
+                   help="lookup level 0-3 or pgd/pud/pmd/pte (default: 3, a page)")
+    _add_config_options(c)
+    c.set_defaults(func=_cmd_decode)
+
+    c = sub.add_parser("plugins", help="status of every architecture and policy plugin")
+    c.add_argument("--format", choices=["table", "json"], default="table")
+    c.set_defaults(func=_cmd_plugins)
+
+    c = sub.add_parser("lab", help="start JupyterLab on the lessons (loopback, with a token)")
+    c.add_argument("--notebook-dir", default=None, help="folder to open (default: the lessons)")
+    c.add_argument("--port", type=int, default=None)
+    c.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    c.set_defaults(func=_cmd_lab)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mmkit`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MmkitError as err:
+        print(f"mmkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug in mmkit: one line unless asked for the traceback
+        if os.environ.get("MMKIT_DEBUG"):
+            raise
+        print(f"mmkit {args.command}: internal error: {type(err).__name__}: {err} "
+              "(set MMKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

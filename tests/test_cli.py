@@ -1,0 +1,124 @@
+"""The ``mmkit`` command, run in-process and as a real console script."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import mmkit.arch
+from mmkit.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_configs_table_lists_every_configuration(capsys):
+    code, out, err = run(capsys, "configs")
+    assert code == 0 and not err
+    for name in mmkit.arch.names():
+        assert name in out
+    flagged = {line.split()[0] for line in out.splitlines()[1:] if line.rstrip().endswith("yes")}
+    assert flagged == {"arm64-4k-48", "arm64-16k-48"}
+
+
+def test_configs_json_and_csv_agree_with_the_engine(capsys):
+    _, out, _ = run(capsys, "configs", "--format", "json", "--kernel", "v5.3")
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == mmkit.arch.names()
+    for r in rows:
+        m = mmkit.arch.get(r["name"], kernel="v5.3").macros()
+        assert r["VMALLOC_END"] == m["VMALLOC_END"]
+    _, out, _ = run(capsys, "configs", "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert [r["name"] for r in parsed] == mmkit.arch.names()
+    assert {r["name"] for r in parsed if r["v7_overlap"] == "True"} == {
+        "arm64-4k-48",
+        "arm64-16k-48",
+    }
+
+
+def test_configs_with_kasan_reports_the_refused_configuration(capsys):
+    code, out, _ = run(capsys, "configs", "--kasan", "generic")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("arm64-16k-48"))
+    assert "KASAN is impossible" in row
+
+
+def test_layout_prints_memory_rst_rows(capsys):
+    code, out, _ = run(capsys, "layout", "arm64-4k-48", "--kasan", "generic")
+    assert code == 0
+    assert "fffffdfffe5f9000  fffffdfffe9fffff    4124KB  fixed mappings" in out
+    assert "V7 overlap test" in out
+    _, out, _ = run(capsys, "layout", "arm64-64k-48", "--format", "json")
+    regions = json.loads(out)
+    assert regions[-1]["end"] == 1 << 64
+
+
+def test_translate_shows_each_level(capsys):
+    code, out, _ = run(capsys, "translate", "arm64-16k-48", "0xffff800000004000")
+    assert code == 0
+    lines = out.splitlines()
+    assert "bpf jit region" in lines[0]  # PAGE_END is the BPF JIT start with KASAN off
+    levels = [line.split()[0] for line in lines[2:6]]
+    assert levels == ["pgd", "pud", "pmd", "pte"]
+    pgd = lines[2].split()
+    assert pgd[2] == "[47:47]" and pgd[3] == "0x1" and pgd[4] == "0x8"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["layout", "arm64-4k-47"], "unknown configuration"),
+        (["layout", "arm64-16k-48", "--kasan", "generic"], "16K/48"),
+        (["translate", "arm64-4k-48", "0x1000"], "not a kernel address"),
+        (["translate", "arm64-4k-48", "zz"], "not an integer"),
+        (["layout", "arm64-4k-48", "--kernel", "v9"], "unknown kernel era"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(capsys, argv, fragment):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse errors exit from inside parse_args
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and not out
+
+
+def test_console_script_is_installed_and_fails_cleanly():
+    exe = shutil.which("mmkit") or str(pytest.importorskip("pathlib").Path(sys.executable).parent
+                                       / "mmkit")
+    ok = subprocess.run([exe, "configs", "--format", "json"], capture_output=True, text=True,
+                        check=False)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 8
+    bad = subprocess.run([exe, "layout", "no-such"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_decode_shows_every_field_of_a_section(capsys):
+    # PROT_SECT_NORMAL 2 MiB block at PA 0x40000000, written out by hand:
+    # valid(0) | AttrIndx=4 (bits 4:2) | SH=3 (9:8) | AF (10) | PA | PXN (53) | UXN (54)
+    raw = 1 | (4 << 2) | (3 << 8) | (1 << 10) | 0x4000_0000 | (1 << 53) | (1 << 54)
+    code, out, _ = run(capsys, "decode", "arm64-4k-48", hex(raw), "--level", "pmd")
+    assert code == 0
+    assert "L2: BLOCK" in out.splitlines()[0]
+    assert "address 0x40000000" in out
+    bits = [line.split()[0] for line in out.splitlines()[2:]]
+    assert bits[0] == "[63]" and bits[-1] == "[0]"
+
+
+def test_decode_rejects_a_level_the_configuration_does_not_walk(capsys):
+    code, _, err = run(capsys, "decode", "arm64-64k-42", "0x3", "--level", "0")
+    assert code == 2 and "starts at lookup level L2" in err
