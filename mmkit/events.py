@@ -1,0 +1,164 @@
+"""Steps and kernel events: the records every view and every test reads.
+
+Every simulated kernel operation is a generator that yields a :class:`Step` at each point
+where another CPU could observe or interfere: an entry read or written, a page allocated or
+freed, a TLB invalidation, a lock taken or released, a warning. Driving the generator to the
+end runs the operation; driving it one step at a time is what the stepping widget and the
+scheduler do. A *coarse* step covers a run of alike entries of one table page
+(``count > 1``) so that large runs stay fast; ``Step.expand()`` turns it into the per-entry
+steps it stands for.
+
+A :class:`KernelEvent` is what the simulated kernel would print in its log: a ``WARN_ON``
+splat, a ``BUG``, a KASAN use-after-free report. Kernel bugs never raise in Python; they are
+recorded and the machine carries on (or stops the operation, as the kernel's ``BUG`` would).
+
+>>> s = Step("write", "unmap_hotplug_pte_range", "pte_clear(&init_mm, addr, ptep)",
+...          level="pte", va=0xffff000040000000, table=0x41000, index=0, count=4,
+...          old=0x0068000040000713, new=0, stride=0x1000, va_step=0x1000)
+>>> [hex(x.old) for x in s.expand()][:2]
+['0x68000040000713', '0x68000040001713']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+__all__ = ["ACTIONS", "Action", "KernelEvent", "Step"]
+
+Action = Literal[
+    "call",  # entering a kernel function (a frame a stepping view can show)
+    "read",  # READ_ONCE of a table entry
+    "write",  # set_pte / pmd_clear / __pmd_populate ...
+    "alloc",  # a page allocated (table page or backing page)
+    "free",  # a page freed
+    "tlbi",  # TLB invalidate instructions issued
+    "lock",
+    "unlock",
+    "warn",  # WARN_ON fired (also recorded as a KernelEvent)
+    "bug",  # BUG_ON fired (also recorded as a KernelEvent)
+    "access",  # a data access through the TLB / page tables (reader threads)
+]
+
+#: Every action, in a stable order for tables and legends.
+ACTIONS: tuple[str, ...] = (
+    "call",
+    "read",
+    "write",
+    "alloc",
+    "free",
+    "tlbi",
+    "lock",
+    "unlock",
+    "warn",
+    "bug",
+    "access",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one step of a simulated kernel operation did.
+
+    ``table`` is the page frame number of the table page touched and ``index`` the first
+    entry; ``count`` entries from there were read or written (1 for a fine step). For a
+    coarse write of a linear run, entry ``i`` held ``old + i * stride`` (when ``old`` is
+    nonzero) and now holds ``new + i * stride`` (when ``new`` is nonzero): the output
+    address advances by ``stride`` per entry, the attributes stay. ``va`` is the first
+    virtual address concerned and ``va_step`` what each entry maps. For ``alloc``/``free``,
+    ``pfn`` and ``size`` say which pages; for ``tlbi``, ``count`` is the number of TLBI
+    instructions and ``note`` their kind (``"vaale1is"``, ``"vaae1is"``, ``"vmalle1is"``).
+    """
+
+    action: Action
+    function: str
+    line: str
+    level: str | None = None
+    va: int | None = None
+    table: int | None = None
+    index: int | None = None
+    count: int = 1
+    old: int | None = None
+    new: int | None = None
+    pfn: int | None = None
+    size: int = 0
+    stride: int = 0
+    va_step: int = 0
+    thread: str = ""
+    note: str = ""
+
+    @property
+    def coarse(self) -> bool:
+        """Whether this step stands for several entry-level steps."""
+        return self.action in ("read", "write") and self.count > 1
+
+    def expand(self) -> Iterator[Step]:
+        """The entry-level steps a coarse step stands for (itself when already fine)."""
+        if not self.coarse:
+            yield self
+            return
+        for i in range(self.count):
+            yield replace(
+                self,
+                va=None if self.va is None else self.va + i * self.va_step,
+                index=None if self.index is None else self.index + i,
+                count=1,
+                old=self.old and self.old + i * self.stride,
+                new=self.new and self.new + i * self.stride,
+            )
+
+    def describe(self) -> str:
+        """One line for a log or a stepping view."""
+        where = []
+        if self.level:
+            where.append(self.level)
+        if self.table is not None:
+            entry = f"[{self.index}]" if self.count == 1 else f"[{self.index}..+{self.count}]"
+            where.append(f"table pfn {self.table:#x}{entry}")
+        if self.va is not None:
+            where.append(f"va {self.va:#x}")
+        detail = ""
+        if self.action == "write":
+            detail = f" {self.old or 0:#x} -> {self.new or 0:#x}"
+        elif self.action in ("alloc", "free") and self.pfn is not None:
+            detail = f" pfn {self.pfn:#x} ({self.size} bytes)"
+        elif self.action == "tlbi":
+            detail = f" {self.count} x {self.note}"
+        return f"{self.function}: {self.line} [{self.action}] {' '.join(where)}{detail}".rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    """A kernel log report: ``WARN``, ``BUG``, a KASAN ``use-after-free`` or a stale TLB hit.
+
+    ``kind`` is one of ``"warn"``, ``"bug"``, ``"use-after-free"``, ``"stale-tlb"``,
+    ``"lost-mapping"``. ``freed_by`` names the function that freed the page involved, if any.
+    """
+
+    kind: str
+    function: str
+    message: str
+    va: int | None = None
+    pfn: int | None = None
+    freed_by: str | None = None
+    thread: str = ""
+    step: int | None = None  #: index in the machine's history when recorded
+
+    def report(self) -> str:
+        """The event as the kernel log would show it (KASAN-style for use-after-free)."""
+        if self.kind == "use-after-free":
+            lines = [
+                "BUG: KASAN: use-after-free in " + self.function,
+                self.message,
+            ]
+            if self.pfn is not None:
+                lines.append(f"The buggy address belongs to the page: pfn {self.pfn:#x}")
+            if self.freed_by:
+                lines.append(f"Freed by: {self.freed_by}")
+            return "\n".join(lines)
+        if self.kind == "warn":
+            return f"WARNING: in {self.function}: {self.message}"
+        if self.kind == "bug":
+            return f"kernel BUG in {self.function}: {self.message}"
+        return f"{self.kind}: {self.function}: {self.message}"

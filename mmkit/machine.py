@@ -1,0 +1,517 @@
+"""A simulated arm64 machine: boot page tables, hot-add and hot-remove, TLBs, the event log.
+
+``Machine(arch, memory=[(start, size), ...], policy=..., rodata_full=...)`` builds what the
+kernel has after boot for that configuration and kernel era (the defaults are QEMU ``virt``:
+RAM from 0x4000_0000): the kernel image mapped in the vmalloc area with its segment
+permissions, the linear map of boot memory (blocks and contiguous hints where allowed), the
+fixmap tables, the vmemmap of boot memory and a few vmalloc areas. Then
+``arch_add_memory`` / ``arch_remove_memory`` change it, step by step.
+
+Every operation is a generator of :class:`~mmkit.events.Step`; ``run()`` drives one to the
+end, a stepping view drives it one step at a time. Kernel bugs (``WARN_ON``, ``BUG_ON``,
+use-after-free) are :class:`~mmkit.events.KernelEvent` records in ``machine.events``.
+
+>>> m = Machine("arm64-4k-48", memory=[(0x4000_0000, 2 << 30)])
+>>> before = len(m.table_pages())
+>>> m.hot_add(0x1_0000_0000, 1 << 30); m.hot_remove(0x1_0000_0000, 1 << 30)
+>>> len(m.table_pages()) == before, m.events
+(True, [])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mmkit import arch as _arch
+from mmkit.arch import pte as hw
+from mmkit.errors import Busy, Exists, InvalidArgument, NoMemory, NotFound
+from mmkit.events import KernelEvent, Step
+from mmkit.physmem import PhysMem
+from mmkit.pgtable.tables import PageTables, TablePageRecord
+from mmkit.pgtable.tlb import TLB
+
+__all__ = ["Machine"]
+
+_M64 = (1 << 64) - 1
+_SZ_2M = 2 << 20
+#: kernel image segments (name, size, prot): a ~24 MiB v5.4-era defconfig image
+_IMAGE = (
+    ("text", 12 << 20, "PAGE_KERNEL_ROX"),
+    ("rodata", 6 << 20, "PAGE_KERNEL_RO"),
+    ("inittext", 1 << 20, "PAGE_KERNEL_EXEC"),
+    ("initdata", 1 << 20, "PAGE_KERNEL"),
+    ("data", 4 << 20, "PAGE_KERNEL"),
+)
+_TEXT_OFFSET = 0x80000  # v5.4/v5.7 TEXT_OFFSET; removed in v5.8, so 0 for v6.1
+
+
+class Machine:
+    """One simulated system (see the module docstring)."""
+
+    def __init__(
+        self,
+        arch: str | Any = "arm64-4k-48",
+        memory: Sequence[tuple[int, int]] = ((0x4000_0000, 2 << 30),),
+        *,
+        policy: str | Any = "v5.7",
+        rodata_full: bool = False,
+        debug_pagealloc: bool = False,
+        cpus: int = 2,
+        vmalloc_areas: int = 3,
+        fine: bool = False,
+        record: bool = True,
+        **arch_options: Any,
+    ) -> None:
+        from mmkit import policies
+
+        self.desc = _arch.get(arch, **arch_options) if isinstance(arch, str) else arch
+        self.policy = policies.get(policy)
+        self.rodata_full = rodata_full
+        self.debug_pagealloc = debug_pagealloc
+        self.fine = fine
+        self.record = record
+        self.ng = self.desc.kpti  # PTE_MAYBE_NG: nG on kernel mappings when KPTI is on
+        self.macros = self.desc.macros()
+        self.events: list[KernelEvent] = []
+        self.history: list[Step] = []
+        self.stats: dict[str, int] = {"vaale1is": 0, "vaae1is": 0, "vmalle1is": 0}
+        self.tlbs = [TLB() for _ in range(cpus)]
+        self._last_child = -1
+        self._boot_ranges = self._check_boot_memory(memory)
+        self.hotplugged: list[tuple[int, int]] = []
+        self.vmalloc_ranges: list[tuple[int, int]] = []
+        self._boot(vmalloc_areas)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def page_size(self) -> int:
+        return self.desc.page_size
+
+    @property
+    def boot_memory(self) -> list[tuple[int, int]]:
+        return list(self._boot_ranges)
+
+    def lm_va(self, pa: int) -> int:
+        """``__phys_to_virt(pa)``: where the linear map maps ``pa``."""
+        return (pa - self.physvirt_offset) & _M64
+
+    def vmemmap_va(self, pfn: int) -> int:
+        """Address of ``struct page`` for ``pfn`` (``pfn_to_page``, 64-byte struct page)."""
+        return (self.vmemmap_base + (pfn << 6)) & _M64
+
+    def _check_boot_memory(self, memory: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        ranges = sorted((int(s), int(n)) for s, n in memory)
+        if not ranges:
+            raise InvalidArgument("a machine needs at least one boot memory range")
+        page = self.desc.page_size
+        for (s, n), nxt in zip(ranges, [*ranges[1:], None], strict=True):
+            if n <= 0 or s % page or n % page:
+                raise InvalidArgument(f"boot memory ({s:#x}, {n:#x}) must be page aligned "
+                                      "and non-empty")
+            if nxt and s + n > nxt[0]:
+                raise InvalidArgument(f"boot memory ranges overlap at {nxt[0]:#x}")
+            if s + n > 1 << self.macros["MAX_PHYSMEM_BITS"]:
+                raise InvalidArgument("boot memory beyond MAX_PHYSMEM_BITS")
+        if ranges[0][1] < 64 << 20:
+            raise InvalidArgument("the first boot memory range must hold at least 64 MiB "
+                                  "(kernel image and boot allocations)")
+        return ranges
+
+    # ------------------------------------------------------------------- boot
+    def _boot(self, vmalloc_areas: int) -> None:
+        d, m = self.desc, self.macros
+        first, size0 = self._boot_ranges[0]
+        kernel = d.kernel
+        align = 1 << max(self._memstart_shift(), m["SECTION_SIZE_BITS"])  # MEMSTART_ALIGN
+        self.memstart = first & ~(align - 1)
+        page_offset = m["PAGE_OFFSET"]
+        fix52 = 0
+        if d.va_bits == 52 and d.vabits_actual != 52 and kernel != "v5.3":
+            fix52 = (-(1 << 48)) - (-(1 << 52))
+            page_offset = (-(1 << 48)) & _M64
+        self.physvirt_offset = (self.memstart - page_offset) & _M64
+        self.vmemmap_base = (m["VMEMMAP_START"] - ((self.memstart >> d.page_shift) << 6)
+                             + ((fix52 >> d.page_shift) << 6)) & _M64
+        image_pa = first + _SZ_2M + (0 if kernel == "v6.1" else _TEXT_OFFSET)
+        image_size = sum(s for _, s, _ in _IMAGE)
+        image_end = (image_pa + image_size + _SZ_2M) & ~(_SZ_2M - 1)
+        # memblock allocations come from the top of the first bank; the page allocator
+        # gets what lies between the kernel image and them
+        self._memblock_top = first + size0
+        pool_end = first + size0 - max(size0 // 4, 32 << 20)
+        self.physmem = PhysMem(pool_start=image_end, pool_end=pool_end & ~(_SZ_2M - 1),
+                               page_shift=d.page_shift)
+        self.physmem.reserve(first >> d.page_shift, (image_end - first) >> d.page_shift,
+                             "kernel image")
+        self.pgtables = PageTables(d, self.physmem)
+        # swapper_pg_dir and the bm_* fixmap tables live in the image's .bss
+        bss = image_pa + image_size - (8 * d.page_size)
+        self._static_tables = [(bss >> d.page_shift) + i for i in range(4)]
+        self.pgtables.pgd_pfn = self._static_tables[0]
+        self.pgtables.new_table(self.pgtables.pgd_pfn, 0, d.kernel_va_start(), boot=True)
+        self.kimage_va = m["KIMAGE_VADDR"] + (0 if kernel == "v6.1" else _TEXT_OFFSET)
+        self.kimage_pa = image_pa
+        self.run(self._boot_steps(vmalloc_areas), record=False)
+        self.boot_table_count = len(self.pgtables.info)
+
+    def _memstart_shift(self) -> int:
+        g = self.desc.geometry
+        if g.page_shift == 12:
+            return g.pud_shift
+        return g.pmd_shift + 5 if g.page_shift == 14 else g.pmd_shift
+
+    def _boot_steps(self, vmalloc_areas: int) -> Iterator[Step]:
+        from mmkit.mm.vmalloc import vmalloc
+        from mmkit.pgtable.mapping import (
+            NO_BLOCK_MAPPINGS,
+            NO_CONT_MAPPINGS,
+            create_pgd_mapping,
+            vmemmap_populate,
+        )
+
+        yield from self._early_fixmap_init()
+        va, pa = self.kimage_va, self.kimage_pa
+        for _name, size, prot in _IMAGE:  # map_kernel(): one segment per permission
+            yield from create_pgd_mapping(self, pa, va, size, hw.kernel_prot(prot, ng=self.ng),
+                                          boot=True)
+            va += size
+            pa += size
+        self.kimage_end = va
+        flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or \
+            self.debug_pagealloc else 0
+        for start, size in self._boot_ranges:  # map_mem()
+            yield from create_pgd_mapping(self, start, self.lm_va(start), size,
+                                          hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags,
+                                          boot=True)
+        sec = 1 << self.macros["SECTION_SIZE_BITS"]
+        for start, size in self._boot_ranges:  # sparse_init(): memmap of early sections
+            lo = start & ~(sec - 1)
+            hi = (start + size + sec - 1) & ~(sec - 1)
+            yield from vmemmap_populate(self, self.vmemmap_va(lo >> self.desc.page_shift),
+                                        self.vmemmap_va(hi >> self.desc.page_shift),
+                                        boot=True)
+        self._vmalloc_next = (self.kimage_end + 2 * self.page_size + _SZ_2M - 1) & ~(_SZ_2M - 1)
+        for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
+            yield from vmalloc(self, (4 + 4 * i) * self.page_size)
+
+    def _early_fixmap_init(self) -> Iterator[Step]:
+        """``early_fixmap_init()``: hook bm_pud / bm_pmd / bm_pte for FIXADDR_START, then
+        map the FDT window read-only (``fixmap_remap_fdt``)."""
+        pt = self.pgtables
+        addr = self.macros["FIXADDR_START"]
+        table = pt.pgd_pfn
+        statics = iter(self._static_tables[1:])
+        for depth in range(len(pt.levels) - 1):
+            lvl = pt.levels[depth]
+            idx = lvl.index(addr)
+            if not pt.content[table][idx]:
+                pfn = next(statics)
+                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True,
+                             for_va=addr)
+                pt.content[table][idx] = pt.table_desc(pfn)
+                yield Step("write", "early_fixmap_init", f"__{lvl.name}_populate({lvl.name}p, "
+                           f"__pa_symbol(bm_{pt.levels[depth + 1].name}), TABLE)", lvl.name,
+                           addr, table, idx, old=0, new=int(pt.content[table][idx]))
+            table = pt.next_table(int(pt.content[table][idx]))
+        # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
+        from mmkit.pgtable.mapping import create_pgd_mapping
+
+        fdt_va = (self.macros["FIXADDR_TOP"] - (4 << 20)) & ~(self.page_size - 1)
+        fdt_pa = self._memblock_alloc(64 << 10, "fdt")
+        yield from create_pgd_mapping(self, fdt_pa, fdt_va + (fdt_pa & (_SZ_2M - 1)) % (
+            self.page_size), 64 << 10, hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng), 3,
+            boot=True)
+
+    def _memblock_alloc(self, size: int, owner: str) -> int:
+        """memblock_phys_alloc(): top-down from the first bank, reserved for good."""
+        align = max(size, self.page_size) if size <= _SZ_2M else _SZ_2M
+        top = (self._memblock_top - size) & ~(align - 1)
+        self._memblock_top = top
+        self.physmem.reserve(top >> self.desc.page_shift, max(1, size >> self.desc.page_shift),
+                             owner)
+        return top
+
+    # ------------------------------------------------------------ primitives
+    def alloc_table(self, depth: int, va: int, fn: str, *, boot: bool = False) -> Iterator[Step]:
+        """``pgtable_alloc()``: a zeroed table page (memblock at boot, buddy after)."""
+        name = self.pgtables.levels[depth].name
+        if boot:
+            pfn = self._memblock_alloc(self.page_size, f"boot {name} table") >> \
+                self.desc.page_shift
+            src = "early_pgtable_alloc"
+        else:
+            pfn = self.physmem.alloc_pages(0, "table", f"{name} table")
+            src = "__pgd_pgtable_alloc"
+        self.pgtables.new_table(pfn, depth, va & ~(self.pgtables.span(depth) - 1) & _M64,
+                                boot=boot, for_va=va)
+        yield Step("alloc", fn, f"{src}({name.upper()}_SHIFT)", name, va, pfn=pfn,
+                   size=self.page_size, note="table")
+        return pfn
+
+    def alloc_backing(self, order: int, owner: str, fn: str, *, boot: bool = False
+                      ) -> Iterator[Step]:
+        """A block of ``2**order`` pages backing a kernel mapping (vmemmap, vmalloc)."""
+        size = self.page_size << order
+        if boot:
+            pfn = self._memblock_alloc(size, f"boot {owner}") >> self.desc.page_shift
+        else:
+            pfn = self.physmem.alloc_pages(order, "backing", owner)
+        yield Step("alloc", fn, f"alloc {size:#x} bytes for {owner}", pfn=pfn, size=size,
+                   note=owner)
+        return pfn
+
+    def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
+        """``free_hotplug_pgtable_page()``: WARN on a reserved (boot) page, then free it."""
+        info = self.pgtables.drop_table(pfn)
+        frame = self.physmem.frame(pfn)
+        if frame is not None and frame.state == "reserved":
+            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}",
+                      pfn=pfn)
+        else:
+            self.physmem.free_pages(pfn, 0, fn)
+        yield Step("free", fn, "free_hotplug_pgtable_page(virt_to_page(p?dp))",
+                   self.pgtables.levels[info.depth].name, info.va_start, pfn=pfn,
+                   size=self.page_size, note="table")
+
+    def free_backing(self, pfn: int, order: int, fn: str, va: int) -> Iterator[Step]:
+        """``free_hotplug_page_range(page, size)``."""
+        frame = self.physmem.frame(pfn)
+        size = self.page_size << order
+        if frame is None or frame.state == "reserved":
+            self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {pfn:#x}", pfn=pfn, va=va)
+        elif frame.state == "free":
+            self.record_event("use-after-free", fn, f"double free of pfn {pfn:#x}", va=va,
+                              pfn=pfn, freed_by=frame.freed_by)
+        else:
+            self.physmem.free_pages(pfn, order, fn)
+        yield Step("free", fn, f"free_pages(page_address(page), get_order({size:#x}))",
+                   va=va, pfn=pfn, size=size, note="backing")
+
+    def flush_tlb_kernel_range(self, fn: str, start: int, end: int) -> Iterator[Step]:
+        """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
+        pages = (end - start) >> self.desc.page_shift
+        if end - start > self.macros["MAX_TLBI_OPS"] * self.page_size:
+            self.stats["vmalle1is"] += 1
+            for tlb in self.tlbs:
+                tlb.flush_all()
+            yield Step("tlbi", fn, "flush_tlb_all()", va=start, count=1, note="vmalle1is")
+            return
+        self.stats["vaale1is"] += pages
+        for tlb in self.tlbs:
+            tlb.flush_range(start, end)
+        yield Step("tlbi", fn, f"flush_tlb_kernel_range({start:#x}, {end:#x})", va=start,
+                   count=pages, note="vaale1is")
+
+    def flush_tlb_pages(self, fn: str, va: int, count: int, size: int) -> Iterator[Step]:
+        """``count`` calls of ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``, one per
+        entry of a run (one TLBI VAALE1IS each), as one step."""
+        self.stats["vaale1is"] += count
+        for tlb in self.tlbs:
+            tlb.flush_range(va, va + count * size)
+        yield Step("tlbi", fn, "flush_tlb_kernel_range(addr, addr + PAGE_SIZE)", va=va,
+                   count=count, note="vaale1is", va_step=size)
+
+    def flush_tlb_kernel_pgtable(self, fn: str, addr: int) -> Iterator[Step]:
+        """``__flush_tlb_kernel_pgtable(addr)``: one TLBI VAAE1IS, all levels."""
+        self.stats["vaae1is"] += 1
+        for tlb in self.tlbs:
+            tlb.flush_walk(addr)
+        yield Step("tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1,
+                   note="vaae1is")
+
+    def lock(self, fn: str, name: str) -> Iterator[Step]:
+        yield Step("lock", fn, f"lock({name})", note=name)
+
+    def unlock(self, fn: str, name: str) -> Iterator[Step]:
+        yield Step("unlock", fn, f"unlock({name})", note=name)
+
+    # ----------------------------------------------------------------- events
+    def record_event(self, kind: str, fn: str, message: str, **kw: Any) -> KernelEvent:
+        ev = KernelEvent(kind, fn, message, step=len(self.history), **kw)
+        self.events.append(ev)
+        return ev
+
+    def warn(self, fn: str, message: str, **kw: Any) -> None:
+        self.record_event("warn", fn, message, **kw)
+
+    def bug(self, fn: str, message: str, **kw: Any) -> None:
+        self.record_event("bug", fn, message, **kw)
+
+    # ------------------------------------------------------------------- run
+    def run(self, op: Iterator[Step], *, record: bool | None = None) -> int:
+        """Drive ``op`` to completion; returns the number of steps. Steps go to
+        ``history`` when recording is on."""
+        keep = self.record if record is None else record
+        n = 0
+        if keep:
+            for step in op:
+                self.history.append(step)
+                n += 1
+        else:
+            for _ in op:
+                n += 1
+        return n
+
+    # --------------------------------------------------------------- queries
+    def table_pages(self) -> list[TablePageRecord]:
+        """One record per live table page (level, VA span, region, pfn, used entries)."""
+        return self.pgtables.records()
+
+    def digest(self) -> tuple[object, ...]:
+        """A value equal before and after anything that changed nothing."""
+        return (self.pgtables.digest(), self.physmem.digest(), tuple(self.hotplugged),
+                tuple(self.vmalloc_ranges))
+
+    # ------------------------------------------------------------ hotplug
+    def _check_range(self, start: int, size: int, what: str) -> None:
+        block = self.desc.memory_block_size
+        if not isinstance(start, int) or not isinstance(size, int):
+            raise InvalidArgument(f"{what}: start and size must be integers")
+        if size <= 0 or start < 0:
+            raise InvalidArgument(f"{what}: empty or negative range ({start:#x}, {size:#x})")
+        if start % block or size % block:
+            raise InvalidArgument(
+                f"{what}: range ({start:#x}, {size:#x}) is not aligned to the memory block "
+                f"size {block:#x} (check_hotplug_memory_range); align both to it"
+            )
+        if start + size > 1 << self.macros["MAX_PHYSMEM_BITS"]:
+            raise InvalidArgument(
+                f"{what}: {start + size - 1:#x} is beyond MAX_PHYSMEM_BITS "
+                f"({self.macros['MAX_PHYSMEM_BITS']} bits)"
+            )
+        lm_end = self.lm_va(start + size - 1)
+        page_end = self.macros["PAGE_END"] or (1 << 64)
+        if start < self.memstart or lm_end >= page_end or self.lm_va(start) < self.macros[
+                "PAGE_OFFSET"]:
+            raise InvalidArgument(
+                f"{what}: [{start:#x}, {start + size:#x}) does not fit the linear map "
+                f"(PA {self.memstart:#x} maps to PAGE_OFFSET)"
+            )
+
+    def _overlaps(self, start: int, size: int, ranges: Sequence[tuple[int, int]]) -> bool:
+        return any(s < start + size and start < s + n for s, n in ranges)
+
+    def arch_add_memory(self, start: int, size: int) -> Iterator[Step]:
+        """``arch_add_memory(nid, start, size, params)`` (v5.7; V7 has the same body):
+        linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
+        fails the linear map is torn down again and ``-ENOMEM`` is raised."""
+        from mmkit.pgtable.mapping import NO_BLOCK_MAPPINGS, NO_CONT_MAPPINGS, \
+            create_pgd_mapping, vmemmap_populate
+
+        fn = "arch_add_memory"
+        yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
+        flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or \
+            self.debug_pagealloc else 0
+        yield from create_pgd_mapping(self, start, self.lm_va(start), size,
+                                      hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags)
+        sec = 1 << self.macros["SECTION_SIZE_BITS"]
+        try:
+            for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
+                yield from vmemmap_populate(self, self.vmemmap_va(s >> self.desc.page_shift),
+                                            self.vmemmap_va((s + sec) >> self.desc.page_shift))
+        except NoMemory:
+            yield from self._remove_pgd_mapping(self.lm_va(start), size)
+            raise
+        self.hotplugged.append((start, size))
+        self.hotplugged.sort()
+
+    def _remove_pgd_mapping(self, start: int, size: int) -> Iterator[Step]:
+        """``__remove_pgd_mapping(swapper_pg_dir, start, size)``."""
+        from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, \
+            unmap_hotplug_range
+
+        p = self.policy
+        end = start + size
+        yield Step("call", "__remove_pgd_mapping", f"__remove_pgd_mapping(swapper_pg_dir, "
+                   f"{start:#x}, {size:#x})", va=start)
+        if p.passes == 1:
+            yield from remove_pagetable_v3(self, start, end, False)
+            return
+        yield from unmap_hotplug_range(self, start, end, False)
+        yield from free_empty_tables(self, start, end, self.macros["PAGE_OFFSET"],
+                                     self.macros["PAGE_END"],
+                                     floor_ceiling=p.linear_floor_ceiling)
+
+    def vmemmap_free(self, start: int, end: int) -> Iterator[Step]:
+        """``vmemmap_free(start, end, altmap)`` under the machine's policy."""
+        from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, \
+            unmap_hotplug_range
+
+        p = self.policy
+        yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)",
+                   va=start)
+        if p.passes == 1:
+            yield from remove_pagetable_v3(self, start, end, True)
+            return
+        yield from unmap_hotplug_range(self, start, end, True)
+        if p.frees_vmemmap_tables(self.desc.vmalloc_vmemmap_overlap.overlap):
+            yield from free_empty_tables(self, start, end, self.macros["VMEMMAP_START"],
+                                         self.desc.vmemmap_end,
+                                         floor_ceiling=p.vmemmap_tables == "floor-ceiling")
+
+    def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
+        """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
+        section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map."""
+        yield Step("call", "arch_remove_memory",
+                   f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)")
+        sec = 1 << self.macros["SECTION_SIZE_BITS"]
+        for s in range(start, start + size, sec):
+            yield from self.vmemmap_free(self.vmemmap_va(s >> self.desc.page_shift),
+                                         self.vmemmap_va((s + sec) >> self.desc.page_shift))
+        yield from self._remove_pgd_mapping(self.lm_va(start), size)
+        kept: list[tuple[int, int]] = []
+        for s, n in self.hotplugged:
+            for lo, hi in ((s, min(s + n, start)), (max(s, start + size), s + n)):
+                if lo < hi:
+                    kept.append((lo, hi - lo))
+        self.hotplugged = sorted(kept)
+
+    def _hotplug_pages_needed(self, size: int) -> int:
+        """An upper bound on the pages hot-adding ``size`` bytes may allocate."""
+        g = self.desc.geometry
+        pages = 0
+        for lvl in g.levels_used[1:]:
+            pages += size // (lvl.ptrs * lvl.entry_size) + 2
+        memmap = (size >> g.page_shift) * 64
+        pages += (memmap >> g.page_shift) + 2 * len(g.levels_used)
+        if self.desc.vmemmap_population == "pmd_blocks":
+            pages += (1 << (g.pmd_shift - g.page_shift))  # alignment slack of a 2 MiB block
+        return pages
+
+    def hot_add(self, start: int, size: int) -> None:
+        """Validate, then run :meth:`arch_add_memory` to completion.
+
+        Raises :class:`~mmkit.errors.InvalidArgument` (misaligned, beyond
+        ``MAX_PHYSMEM_BITS``, outside the linear map), :class:`~mmkit.errors.Exists`
+        (overlaps boot or present memory) or :class:`~mmkit.errors.NoMemory`, all before
+        anything changes.
+        """
+        self._check_range(start, size, "hot-add")
+        if self._overlaps(start, size, self._boot_ranges) or self._overlaps(
+                start, size, self.hotplugged):
+            raise Exists(f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
+                         "already present (register_memory_resource: -EEXIST)")
+        need = self._hotplug_pages_needed(size)
+        if need > self.physmem.available_pages():
+            raise NoMemory(f"hot-add: needs up to {need} free pages for page tables and "
+                           f"the memmap, the allocator has {self.physmem.available_pages()}")
+        self.run(self.arch_add_memory(start, size))
+
+    def hot_remove(self, start: int, size: int) -> None:
+        """Validate, then run :meth:`arch_remove_memory` to completion.
+
+        Raises :class:`~mmkit.errors.InvalidArgument` (misaligned...),
+        :class:`~mmkit.errors.Busy` (boot memory) or :class:`~mmkit.errors.NotFound` (not
+        all of the range was hot-added), all before anything changes.
+        """
+        self._check_range(start, size, "hot-remove")
+        if self._overlaps(start, size, self._boot_ranges):
+            raise Busy(f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
+                       "cannot be offlined (early sections) and so cannot be removed")
+        covered = sum(max(0, min(s + n, start + size) - max(s, start))
+                      for s, n in self.hotplugged)
+        if covered != size:
+            raise NotFound(f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
+                           "hot-added memory; remove only what was added")
+        self.run(self.arch_remove_memory(start, size))

@@ -1,0 +1,1 @@
+"""Generic memory management on top of the page tables: vmalloc, ptdump, hotplug."""

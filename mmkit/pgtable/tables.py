@@ -1,0 +1,165 @@
+"""Kernel page-table pages: storage, descriptors, and the records views count.
+
+A table page is one page of 8-byte arm64 descriptors held in physical memory, so its content
+is keyed by its page frame number: a stale pointer into a freed table page reads (and writes)
+whatever the frame holds now, exactly as in the kernel. A table page's life:
+
+* **live**: hooked into ``swapper_pg_dir`` (directly or through live tables), state ``table``
+  in :class:`~mmkit.physmem.PhysMem`;
+* **empty**: live, but every entry is none (``p?d_none``): what ``free_empty_tables()``
+  looks for;
+* **freed**: unhooked and given back; its frame may be reused at once.
+
+Entries are stored in numpy arrays so that runs of alike entries (a whole PTE table of the
+linear map) are written and scanned in one operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmkit.arch import pte as hw
+
+if TYPE_CHECKING:
+    from mmkit.arch.arm64 import Arm64Descriptor
+    from mmkit.arch.base import Level
+    from mmkit.physmem import PhysMem
+
+__all__ = ["PageTables", "TableInfo", "TablePageRecord"]
+
+_U64 = np.uint64
+
+
+@dataclass(slots=True)
+class TableInfo:
+    """What the kernel knows about a live table page: its level and the VA it maps."""
+
+    depth: int  #: 0 for the top-level (PGD) table, then one per level with tables
+    va_start: int  #: first VA the table maps (aligned to the parent entry's span)
+    region: str  #: kind of the region of ``va_start`` ("linear", "vmemmap", ...)
+    boot: bool  #: allocated at boot from memblock (reserved), not from the page allocator
+
+
+@dataclass(frozen=True, slots=True)
+class TablePageRecord:
+    """One live table page, as ``machine.table_pages()`` lists them."""
+
+    pfn: int
+    level: str  #: Linux level of the table ("pgd", "pud", "pmd", "pte")
+    hw_level: int
+    va_start: int
+    va_end: int
+    region: str
+    used_entries: int
+    boot: bool
+
+
+class PageTables:
+    """The kernel page tables (``init_mm``), their pages and descriptor encoding."""
+
+    def __init__(self, desc: Arm64Descriptor, physmem: PhysMem) -> None:
+        self.desc = desc
+        self.geo = desc.geometry
+        self.levels: tuple[Level, ...] = self.geo.levels_used
+        self.physmem = physmem
+        self.page_shift = self.geo.page_shift
+        self.page_size = self.geo.page_size
+        self.ptrs = self.geo.ptrs_per_table
+        self.pa_bits = desc.pa_bits
+        self.addr_mask = hw.addr_mask(self.page_shift, self.pa_bits)
+        #: frame contents of every page ever used as a table (pfn -> entries)
+        self.content: dict[int, np.ndarray] = {}
+        #: live table pages (pfn -> info)
+        self.info: dict[int, TableInfo] = {}
+        self.pgd_pfn = -1
+
+    # ------------------------------------------------------------ descriptors
+    def pa_to_desc(self, pa: int) -> int:
+        """``__phys_to_pte_val``: place a PA in a descriptor's output-address field."""
+        if self.pa_bits == 52:
+            return (pa | (pa >> 36)) & self.addr_mask
+        return pa & self.addr_mask
+
+    def desc_to_pa(self, raw: int) -> int:
+        """``__pte_to_phys``: the output address of a table or page descriptor."""
+        if self.pa_bits == 52:
+            field = raw & self.addr_mask
+            return (field & ~(0xF << 12) & ((1 << 48) - 1)) | ((field & (0xF << 12)) << 36)
+        return raw & self.addr_mask
+
+    def table_desc(self, pfn: int) -> int:
+        """``__pmd_populate`` & co: a table descriptor pointing at table page ``pfn``."""
+        return self.pa_to_desc(pfn << self.page_shift) | hw.PMD_TYPE_TABLE
+
+    def next_table(self, raw: int) -> int:
+        """The pfn a table descriptor points at."""
+        return self.desc_to_pa(raw) >> self.page_shift
+
+    @staticmethod
+    def is_table(raw: int, depth_is_leaf: bool) -> bool:
+        """``p?d_table()``: bits[1:0] == 0b11 above the leaf level."""
+        return not depth_is_leaf and raw & 0b11 == 0b11
+
+    @staticmethod
+    def is_sect(raw: int) -> bool:
+        """``p?d_sect()``: a block descriptor, bits[1:0] == 0b01."""
+        return raw & 0b11 == 0b01
+
+    # ----------------------------------------------------------------- pages
+    def new_table(
+        self, pfn: int, depth: int, va_start: int, *, boot: bool, for_va: int | None = None
+    ) -> np.ndarray:
+        """Register ``pfn`` as a zeroed live table page at ``depth`` mapping from ``va_start``.
+
+        ``for_va`` is the address whose mapping needed the table: its region names the table.
+        """
+        arr = self.content.get(pfn)
+        if arr is None:
+            arr = np.zeros(self.ptrs, dtype=_U64)
+            self.content[pfn] = arr
+        else:
+            arr.fill(0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
+        region = self.desc.region_of(va_start if for_va is None else for_va).kind
+        self.info[pfn] = TableInfo(depth, va_start, region, boot)
+        return arr
+
+    def drop_table(self, pfn: int) -> TableInfo:
+        """Forget a table page that was unhooked and freed (its content stays in the frame)."""
+        return self.info.pop(pfn)
+
+    def entries(self, pfn: int) -> np.ndarray:
+        """The raw entries of a frame used as a table (live or not)."""
+        return self.content[pfn]
+
+    def span(self, depth: int) -> int:
+        """Bytes of VA one table page at ``depth`` maps (one entry of its parent)."""
+        if depth == 0:
+            return 1 << 64
+        return self.levels[depth - 1].entry_size
+
+    def records(self) -> list[TablePageRecord]:
+        """One record per live table page, sorted by level then VA."""
+        out = []
+        for pfn, info in self.info.items():
+            level = self.levels[info.depth]
+            used = int(np.count_nonzero(self.content[pfn][: level.ptrs]))
+            span = self.span(info.depth)
+            end = min(info.va_start + span, 1 << 64) if info.depth else 1 << 64
+            out.append(
+                TablePageRecord(
+                    pfn, level.name, level.hw_level, info.va_start if info.depth else
+                    self.desc.kernel_va_start(), end, info.region, used, info.boot
+                )
+            )
+        out.sort(key=lambda r: (r.hw_level, r.va_start))
+        return out
+
+    def digest(self) -> tuple[object, ...]:
+        """A value that changes whenever any live table's entries change."""
+        return tuple(
+            (pfn, info.depth, info.va_start, self.content[pfn].tobytes())
+            for pfn, info in sorted(self.info.items())
+        )

@@ -1,0 +1,268 @@
+"""Tearing kernel mappings down: ``unmap_hotplug_range`` and ``free_empty_tables``.
+
+Models patch 3/3 of the series as its versions did it (the policy says which):
+
+* **Pass 1, ``unmap_hotplug_range(addr, end, free_mapped)``** (V6 on; v5.7 mmu.c): clear
+  every leaf entry at every level, invalidate the TLB for it, and only then free the backing
+  pages, and only when ``free_mapped`` (vmemmap). Clear → TLBI → free, so no cacheable alias
+  of a freed page survives. A block takes ``flush_tlb_kernel_range(addr, next)`` up to V9
+  (one TLBI per page, or a full flush past ``MAX_TLBI_OPS``) and a single TLBI from V10.
+* **Pass 2, ``free_empty_tables(addr, end, floor, ceiling)``**: for each table page under the
+  range, bottom up, free it when every entry is none: clear the parent entry,
+  ``__flush_tlb_kernel_pgtable()``, free the page. From V8 (v5.7) a table is freed only if
+  ``pgtable_range_aligned()`` says its whole span lies inside [floor, ceiling).
+* **V3's single pass** (``remove_pagetable`` under ``init_mm.page_table_lock``): frees each
+  table as soon as the walk returns from it; a block's backing pages are freed before its
+  entry is cleared and no TLBI follows; table pages are unhooked without a TLBI. (The V3
+  code was not read; this follows its changelog and the V5 review, kernel-facts 6.5.)
+
+Simplification: a run of alike leaf entries in one table page is cleared in one coarse step,
+then invalidated, then freed (each page still sees clear → TLBI → free); ``m.fine = True``
+makes every entry its own read / clear / TLBI / free sequence, as the kernel loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmkit.events import Step
+
+if TYPE_CHECKING:
+    from mmkit.machine import Machine
+
+__all__ = ["free_empty_tables", "pgtable_range_aligned", "remove_pagetable_v3",
+           "unmap_hotplug_range"]
+
+_M64 = (1 << 64) - 1
+_I64 = np.int64
+
+
+def pgtable_range_aligned(start: int, end: int, floor: int, ceiling: int, mask: int) -> bool:
+    """``pgtable_range_aligned()`` (v5.7 mmu.c): does the table mapping [start, end) lie
+    wholly inside [floor, ceiling)? A ceiling of 0 means the top of the address space.
+
+    >>> MB, GB = 1 << 20, 1 << 30
+    >>> pgtable_range_aligned(3 * GB, 4 * GB, 2 * GB, 8 * GB, ~(GB - 1) & (2**64 - 1))
+    True
+    >>> pgtable_range_aligned(3 * GB, 3 * GB + 2 * MB, 3 * GB + MB, 8 * GB, ~(GB - 1))
+    False
+    """
+    start &= mask
+    if start < floor:
+        return False
+    if ceiling:
+        ceiling &= mask
+        if not ceiling:
+            return False
+    return ((end - 1) & _M64) <= ((ceiling - 1) & _M64)
+
+
+def _runs(vals: np.ndarray, stride: int) -> list[tuple[int, int]]:
+    """Split entries into maximal runs that are all none or linear with ``stride``."""
+    n = len(vals)
+    if n == 1:
+        return [(0, 1)]
+    signed = vals.view(_I64)
+    zero = signed == 0
+    diffs = np.diff(signed)
+    brk = (zero[1:] != zero[:-1]) | (~zero[1:] & (diffs != stride))
+    cuts = np.flatnonzero(brk) + 1
+    edges = [0, *cuts.tolist(), n]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
+    if m.policy.block_tlbi == "single":
+        yield from m.flush_tlb_kernel_range(fn, addr, addr + m.pgtables.page_size)
+    else:
+        yield from m.flush_tlb_kernel_range(fn, addr, addr + size)
+
+
+def _unmap_leaves(
+    m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool, fn: str
+) -> Iterator[Step]:
+    """The PTE loop of ``unmap_hotplug_pte_range``."""
+    pt = m.pgtables
+    level = pt.levels[depth]
+    size = level.entry_size
+    i0 = level.index(addr)
+    n = (end - addr + size - 1) // size
+    arr = pt.content[table]
+    vals = arr[i0:i0 + n]
+    for a, b in ([(i, i + 1) for i in range(n)] if m.fine else _runs(vals, size)):
+        va = addr + a * size
+        first = int(vals[a])
+        count = b - a
+        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
+                   table, i0 + a, count=count, old=first, stride=size if first else 0,
+                   va_step=size)
+        if not first:
+            continue  # pte_none(): nothing mapped here
+        if not first & 1:
+            m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=va)
+        arr[i0 + a:i0 + b] = 0
+        yield Step("write", fn, f"{level.name}_clear(&init_mm, addr, {level.name}p)",
+                   level.name, va, table, i0 + a, count=count, old=first, new=0, stride=size,
+                   va_step=size)
+        # flush_tlb_kernel_range(addr, addr + PAGE_SIZE) after each entry: one TLBI each
+        yield from m.flush_tlb_pages(fn, va, count, size)
+        if free_mapped:
+            pfn0 = pt.desc_to_pa(first) >> pt.page_shift
+            for i in range(count):
+                yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range",
+                                          va + i * size)
+
+
+def _unmap_level(
+    m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool, v3: bool
+) -> Iterator[Step]:
+    pt = m.pgtables
+    level = pt.levels[depth]
+    fn = f"unmap_hotplug_{level.name}_range" if not v3 else f"remove_{level.name}_table"
+    if depth == len(pt.levels) - 1:
+        yield from _unmap_leaves(m, depth, table, addr, end, free_mapped, fn)
+        return
+    arr = pt.content[table]
+    size = level.entry_size
+    while addr < end:
+        nxt = min((addr | (size - 1)) + 1, end)
+        idx = level.index(addr)
+        raw = int(arr[idx])
+        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, addr,
+                   table, idx, old=raw)
+        if raw:
+            if not raw & 1:
+                m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=addr)
+            base = addr & ~(size - 1)
+            if pt.is_sect(raw):
+                yield from _unmap_block(m, level, table, idx, base, raw, free_mapped, fn, v3)
+            else:
+                child = pt.next_table(raw)
+                yield from _unmap_level(m, depth + 1, child, addr, nxt, free_mapped, v3)
+                if v3:
+                    yield from _try_free_table(m, depth + 1, table, idx, base, 0, 0,
+                                               f"free_{pt.levels[depth + 1].name}_table",
+                                               floor_ceiling=False, tlbi=False)
+        addr = nxt
+
+
+def _unmap_block(
+    m: Machine, level, table: int, idx: int, base: int, raw: int, free_mapped: bool, fn: str,
+    v3: bool,
+) -> Iterator[Step]:
+    pt = m.pgtables
+    arr = pt.content[table]
+    size = level.entry_size
+    pfn = pt.desc_to_pa(raw) >> pt.page_shift
+    order = level.shift - pt.page_shift
+    if v3 and free_mapped:  # V3: the backing pages go first, the entry after, no TLBI
+        yield from m.free_backing(pfn, order, "free_pagetable", base)
+    arr[idx] = 0
+    yield Step("write", fn, f"{level.name}_clear({level.name}p)", level.name, base, table, idx,
+               old=raw, new=0)
+    if v3:
+        return
+    yield from _block_tlbi(m, fn, base, size)
+    if free_mapped:
+        yield from m.free_backing(pfn, order, "free_hotplug_page_range", base)
+
+
+def unmap_hotplug_range(m: Machine, addr: int, end: int, free_mapped: bool) -> Iterator[Step]:
+    """``unmap_hotplug_range(addr, end, free_mapped)``: pass 1 (see the module docstring)."""
+    yield Step("call", "unmap_hotplug_range",
+               f"unmap_hotplug_range({addr:#x}, {end:#x}, free_mapped={free_mapped})", va=addr)
+    yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, free_mapped, v3=False)
+
+
+def remove_pagetable_v3(m: Machine, addr: int, end: int, sparse_vmap: bool) -> Iterator[Step]:
+    """V3's ``remove_pagetable(start, end, sparse_vmap)``: one pass under the kernel ptl."""
+    yield Step("call", "remove_pagetable",
+               f"remove_pagetable({addr:#x}, {end:#x}, sparse_vmap={sparse_vmap})", va=addr)
+    yield from m.lock("remove_pagetable", "init_mm.page_table_lock")
+    yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, sparse_vmap, v3=True)
+    yield from m.unlock("remove_pagetable", "init_mm.page_table_lock")
+
+
+def _try_free_table(
+    m: Machine, depth: int, parent: int, pidx: int, start: int, floor: int, ceiling: int,
+    fn: str, *, floor_ceiling: bool, tlbi: bool = True, end: int | None = None,
+) -> Iterator[Step]:
+    """Free the table at ``depth`` hooked at ``parent[pidx]`` if it is (allowed and) empty."""
+    pt = m.pgtables
+    parent_level = pt.levels[depth - 1]
+    level = pt.levels[depth]
+    mask = ~(parent_level.entry_size - 1) & _M64
+    if floor_ceiling and not pgtable_range_aligned(start, end or start + 1, floor, ceiling,
+                                                   mask):
+        return
+    raw = int(pt.content[parent][pidx])
+    child = pt.next_table(raw)
+    entries = pt.content[child][: level.ptrs]
+    used = int(np.count_nonzero(entries))
+    yield Step("read", fn, f"scan all {level.ptrs} entries: {level.name}_none(READ_ONCE("
+               f"{level.name}p[i]))", level.name, start & mask, child, 0, count=level.ptrs,
+               old=int(entries[np.flatnonzero(entries)[0]]) if used else 0,
+               note=f"{used} in use")
+    if used:
+        return
+    pt.content[parent][pidx] = 0
+    yield Step("write", fn, f"{parent_level.name}_clear({parent_level.name}p)",
+               parent_level.name, start & mask, parent, pidx, old=raw, new=0)
+    if tlbi:
+        yield from m.flush_tlb_kernel_pgtable(fn, start & mask)
+    yield from m.free_table(child, fn)
+
+
+def _free_level(
+    m: Machine, depth: int, table: int, addr: int, end: int, floor: int, ceiling: int,
+    floor_ceiling: bool,
+) -> Iterator[Step]:
+    pt = m.pgtables
+    level = pt.levels[depth]
+    fn = f"free_empty_{level.name}_table"
+    arr = pt.content[table]
+    size = level.entry_size
+    if depth == len(pt.levels) - 1:
+        i0 = level.index(addr)
+        n = (end - addr + size - 1) // size
+        left = int(np.count_nonzero(arr[i0:i0 + n]))
+        yield Step("read", fn, f"WARN_ON(!{level.name}_none({level.name}))  /* sanity */",
+                   level.name, addr, table, i0, count=n, old=0, note=f"{left} still set")
+        if left:
+            m.warn(fn, f"WARN_ON(!pte_none(pte)): {left} entries still set after unmap",
+                   va=addr)
+        return
+    while addr < end:
+        nxt = min((addr | (size - 1)) + 1, end)
+        idx = level.index(addr)
+        raw = int(arr[idx])
+        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, addr,
+                   table, idx, old=raw)
+        if raw:
+            if raw & 0b11 != 0b11:
+                m.warn(fn, f"WARN_ON(!{level.name}_present || !{level.name}_table || "
+                       f"{level.name}_sect)", va=addr)
+            else:
+                child = pt.next_table(raw)
+                yield from _free_level(m, depth + 1, child, addr, nxt, floor, ceiling,
+                                       floor_ceiling)
+                yield from _try_free_table(
+                    m, depth + 1, table, idx, addr, floor, ceiling,
+                    f"free_empty_{pt.levels[depth + 1].name}_table",
+                    floor_ceiling=floor_ceiling, end=nxt,
+                )
+        addr = nxt
+
+
+def free_empty_tables(
+    m: Machine, addr: int, end: int, floor: int = 0, ceiling: int = 0, *,
+    floor_ceiling: bool = False,
+) -> Iterator[Step]:
+    """``free_empty_tables(addr, end[, floor, ceiling])``: pass 2 (module docstring)."""
+    line = f"free_empty_tables({addr:#x}, {end:#x}" + (
+        f", {floor:#x}, {ceiling:#x})" if floor_ceiling else ")")
+    yield Step("call", "free_empty_tables", line, va=addr)
+    yield from _free_level(m, 0, m.pgtables.pgd_pfn, addr, end, floor, ceiling, floor_ceiling)

@@ -1,0 +1,148 @@
+"""Physical memory: page frames, their allocator, and use-after-free detection.
+
+A page frame is in one of these states (the life cycle of ``struct page`` as hot-remove sees
+it):
+
+* ``free``: in the allocator, contents poisoned (KASAN would flag any access);
+* ``reserved``: boot memory that is not the allocator's (kernel image, memblock
+  allocations such as the boot page tables and the boot vmemmap);
+* ``table``: a page-table page in use (``GFP_PGTABLE_KERNEL`` allocation);
+* ``backing``: a page that backs a mapping the kernel made for itself (vmemmap struct
+  pages, vmalloc pages).
+
+RAM that nobody allocated (what the linear map maps, the hot-added memory itself) has no
+frame record: it is just memory. ``alloc_pages`` hands out the most recently freed block of
+the order first, as the buddy allocator's per-CPU lists do, so a freed table page is the next
+one reused: exactly what makes a stale pointer into it dangerous.
+
+>>> pm = PhysMem(pool_start=0x4800_0000, pool_end=0x4900_0000, page_shift=12)
+>>> pfn = pm.alloc_pages(0, "table", owner="pmd")
+>>> pm.free_pages(pfn, 0, by="free_empty_pmd_table")
+>>> pm.state(pfn), pm.alloc_pages(0, "table", owner="pte") == pfn
+('free', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mmkit.errors import InvalidArgument, NoMemory
+
+__all__ = ["Frame", "PhysMem"]
+
+
+@dataclass(slots=True)
+class Frame:
+    """Book-keeping for one allocated (or once allocated) page frame."""
+
+    state: str  #: "free", "reserved", "table", "backing"
+    order: int = 0  #: the frame heads a block of 2**order pages
+    owner: str = ""  #: what it is used for ("pmd table", "vmemmap", "kernel image"...)
+    freed_by: str | None = None  #: the function that freed it last
+
+
+class PhysMem:
+    """Page frames of the machine and an order-based allocator over a boot-memory pool.
+
+    ``[pool_start, pool_end)`` is the part of boot RAM the allocator owns. Frames reserved at
+    boot are registered with :meth:`reserve`. All sizes are in pages of ``2**page_shift``.
+    """
+
+    def __init__(self, *, pool_start: int, pool_end: int, page_shift: int) -> None:
+        if pool_start % (1 << page_shift) or pool_end % (1 << page_shift):
+            raise InvalidArgument("the allocator pool must be page aligned")
+        self.page_shift = page_shift
+        self.frames: dict[int, Frame] = {}
+        self._free_lists: dict[int, list[int]] = {}
+        self._next = pool_start >> page_shift
+        self._end = pool_end >> page_shift
+        self.pool_start_pfn = self._next
+        self.allocations = 0
+        self.frees = 0
+
+    # ------------------------------------------------------------- inspection
+    def state(self, pfn: int) -> str:
+        """The frame's state; RAM without a record is plain memory (``"ram"``)."""
+        frame = self.frames.get(pfn)
+        return frame.state if frame else "ram"
+
+    def frame(self, pfn: int) -> Frame | None:
+        return self.frames.get(pfn)
+
+    def count(self, state: str) -> int:
+        """How many frames (heads of blocks) are in ``state``."""
+        return sum(1 for f in self.frames.values() if f.state == state)
+
+    def pages_in(self, state: str) -> int:
+        """How many pages (blocks counted by their size) are in ``state``."""
+        return sum(1 << f.order for f in self.frames.values() if f.state == state)
+
+    def available_pages(self) -> int:
+        """Pages the allocator could still hand out (free lists plus the untouched pool)."""
+        listed = sum(len(v) << order for order, v in self._free_lists.items())
+        return listed + (self._end - self._next)
+
+    def iter_frames(self) -> Iterator[tuple[int, Frame]]:
+        return iter(sorted(self.frames.items()))
+
+    # -------------------------------------------------------------- mutation
+    def reserve(self, pfn: int, npages: int, owner: str) -> None:
+        """Mark ``npages`` frames from ``pfn`` as reserved at boot (memblock allocations)."""
+        for p in range(pfn, pfn + npages):
+            self.frames[p] = Frame("reserved", 0, owner)
+
+    def alloc_pages(self, order: int, state: str, owner: str = "") -> int:
+        """Allocate a naturally aligned block of ``2**order`` pages; return its first pfn.
+
+        Raises :class:`~mmkit.errors.NoMemory` when neither a free list nor the pool has one.
+        """
+        free = self._free_lists.get(order)
+        if free:
+            pfn = free.pop()
+        else:
+            size = 1 << order
+            start = (self._next + size - 1) & ~(size - 1)
+            if start + size > self._end:
+                raise NoMemory(
+                    f"out of memory: no free block of order {order} "
+                    f"({size << self.page_shift} bytes) left in the allocator's pool"
+                )
+            # the alignment hole goes to the order-0 list, as splitting would leave it
+            for p in range(self._next, start):
+                self._free_lists.setdefault(0, []).append(p)
+                self.frames[p] = Frame("free", 0, "", None)
+            self._next = start + size
+            pfn = start
+        self.frames[pfn] = Frame(state, order, owner, None)
+        self.allocations += 1
+        return pfn
+
+    def free_pages(self, pfn: int, order: int, by: str) -> None:
+        """Give a block back; its frame keeps who freed it, for use-after-free reports."""
+        frame = self.frames.get(pfn)
+        if frame is None or frame.state in ("free", "ram"):
+            raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
+        self.frames[pfn] = Frame("free", order, frame.owner, by)
+        self._free_lists.setdefault(order, []).append(pfn)
+        self.frees += 1
+
+    def unfree_pages(self, pfn: int, order: int, frame: Frame) -> None:
+        """Undo :meth:`free_pages` (used to roll a failed operation back)."""
+        self._free_lists[order].remove(pfn)
+        self.frames[pfn] = frame
+        self.frees -= 1
+
+    def unalloc_pages(self, pfn: int, order: int) -> None:
+        """Undo :meth:`alloc_pages` of the most recent allocation of that block."""
+        self.frames[pfn] = Frame("free", order, "", None)
+        self._free_lists.setdefault(order, []).append(pfn)
+        self.allocations -= 1
+
+    def digest(self) -> tuple[object, ...]:
+        """A value that changes whenever the frames or the allocator change."""
+        return (
+            tuple(sorted((p, f.state, f.order, f.owner) for p, f in self.frames.items())),
+            tuple(sorted((o, tuple(v)) for o, v in self._free_lists.items())),
+            self._next,
+        )
