@@ -24,7 +24,7 @@ from mmkit.arch.base import (
     SharedTable,
     format_size,
 )
-from mmkit.errors import MmkitError, UnknownName
+from mmkit.errors import MmkitError
 
 __all__ = [
     "KERNEL_ERAS",
@@ -40,19 +40,11 @@ __all__ = [
 ]
 
 
-def _owners() -> dict[str, Any]:
-    from mmkit import plugins
-
-    owners: dict[str, Any] = {}
-    for _family, plugin in sorted(plugins.arch_plugins().items()):
-        for name in plugin.names():
-            owners.setdefault(name, plugin)
-    return owners
-
-
 def names() -> list[str]:
     """Every configuration name the registered architecture plugins provide."""
-    return list(_owners())
+    from mmkit import plugins
+
+    return list(plugins.arch_configs())
 
 
 def get(name: str, **options: Any) -> ArchDescriptor:
@@ -61,10 +53,9 @@ def get(name: str, **options: Any) -> ArchDescriptor:
     Raises :class:`~mmkit.errors.UnknownName` (listing the valid names) for a name no plugin
     provides, and :class:`~mmkit.errors.InvalidArgument` for a bad option.
     """
-    owners = _owners()
-    if name not in owners:
-        raise UnknownName(f"unknown configuration {name!r}", choices=list(owners))
-    return owners[name].create(name, **options)
+    from mmkit import plugins
+
+    return plugins.create_arch(name, **options)
 
 
 def config_rows(**options: Any) -> list[dict[str, object]]:
