@@ -1,0 +1,128 @@
+"""Random hot-add / hot-remove sequences keep the engine's invariants after every step.
+
+Over all 8 configurations and every policy: every hot-added block translates to the right
+physical address with the kernel's attributes and its struct pages are mapped; removed
+blocks fault; every table page is reachable exactly once and every page the allocator calls
+a table page is one; no kernel event fires in a single thread; bad requests change nothing;
+and once everything is removed the tables are boot's plus exactly what the policy is known to
+keep (computed from geometry by ``tests.machine_oracle``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import mmkit.arch
+from mmkit.arch import pte as hw
+from mmkit.errors import Exists, MmkitError
+from mmkit.machine import Machine
+from mmkit.pgtable.walk import translate
+from tests.machine_oracle import live_spans, reachable_tables, vmemmap_spans
+
+ALL = mmkit.arch.names()
+POLICIES = ["naive", "v3", "v6", "v7", "v5.7"]
+ATTRS = hw.PTE_AF | hw.PTE_SHARED | hw.PTE_PXN | hw.PTE_UXN | hw.PTE_ATTRINDX(hw.MT_NORMAL)
+
+
+class Hotplug(RuleBasedStateMachine):
+    @initialize(
+        name=st.sampled_from(ALL),
+        policy=st.sampled_from(POLICIES),
+        kernel=st.sampled_from(["v5.4", "v6.1"]),
+        rodata_full=st.booleans(),
+    )
+    def boot(self, name, policy, kernel, rodata_full):
+        self.m = Machine(name, policy=policy, kernel=kernel, vmalloc_areas=1,
+                         rodata_full=rodata_full)
+        self.boot_spans = live_spans(self.m)
+        self.block = self.m.desc.memory_block_size
+        lm = (self.m.macros["PAGE_END"] or 1 << 64) - self.m.macros["PAGE_OFFSET"]
+        reach = min(lm, 1 << self.m.macros["MAX_PHYSMEM_BITS"])
+        top = self.m.boot_memory[-1][0] + self.m.boot_memory[-1][1]
+        near = [top + i * self.block for i in range(4)]
+        far = [self.m.memstart + ((reach // d) & ~(self.block - 1)) for d in (2, 4)]
+        self.candidates = sorted(set(near + far))
+        self.present: set[int] = set()
+        self.ever: set[int] = set()
+
+    @rule(i=st.integers(min_value=0, max_value=5), n=st.integers(min_value=1, max_value=2))
+    def add(self, i, n):
+        start = self.candidates[i % len(self.candidates)]
+        blocks = {start + k * self.block for k in range(n)}
+        before = self.m.digest()
+        if blocks & self.present:
+            with pytest.raises(Exists):
+                self.m.hot_add(start, n * self.block)
+            assert self.m.digest() == before
+            return
+        self.m.hot_add(start, n * self.block)
+        self.present |= blocks
+        self.ever |= blocks
+
+    @precondition(lambda self: self.present)
+    @rule(data=st.data())
+    def remove(self, data):
+        start = data.draw(st.sampled_from(sorted(self.present)))
+        self.m.hot_remove(start, self.block)
+        self.present.discard(start)
+
+    @rule(i=st.integers(min_value=0, max_value=5))
+    def bad_remove(self, i):
+        start = self.candidates[i % len(self.candidates)]
+        if start in self.present:
+            return
+        before = self.m.digest()
+        try:
+            self.m.hot_remove(start, self.block)
+        except MmkitError as err:
+            assert err.errno_name in ("ENOENT", "EBUSY", "EINVAL")
+        else:
+            raise AssertionError("removing absent memory succeeded")
+        assert self.m.digest() == before
+
+    @invariant()
+    def translations(self):
+        m = self.m
+        shift = m.desc.page_shift
+        for start in getattr(self, "candidates", []):
+            for pa in (start, start + self.block - m.page_size):
+                w = translate(m, m.lm_va(pa))
+                if start in self.present:
+                    assert w.ok and w.pa == pa, hex(pa)
+                    assert w.leaf_raw & ATTRS == ATTRS and not w.leaf_raw & hw.PTE_RDONLY
+                    assert translate(m, m.vmemmap_va(pa >> shift)).ok
+                else:
+                    assert not w.ok, hex(pa)
+
+    @invariant()
+    def tables_accounted(self):
+        if not hasattr(self, "m"):
+            return
+        m = self.m
+        reach = reachable_tables(m)
+        assert len(reach) == len(set(reach)), "a table page is hooked twice"
+        assert set(reach) == set(m.pgtables.info), "a live table is unreachable"
+        runtime = {p for p, i in m.pgtables.info.items() if not i.boot}
+        assert runtime == {p for p, f in m.physmem.frames.items() if f.state == "table"}
+        assert m.events == []
+
+    def teardown(self):
+        if not hasattr(self, "m"):
+            return
+        for start in sorted(self.present):
+            self.m.hot_remove(start, self.block)
+        p = self.m.policy.name
+        keeps = p == "v6" or (p == "v7" and self.m.desc.vmalloc_vmemmap_overlap.overlap)
+        kept = (vmemmap_spans(self.m, self.ever) - self.boot_spans) if keeps else set()
+        assert live_spans(self.m) == self.boot_spans | kept
+        assert self.m.events == []
+
+
+Hotplug.TestCase.settings = settings(
+    settings(), max_examples=max(10, settings().max_examples // 3), stateful_step_count=8,
+    deadline=None,
+)
+TestHotplug = Hotplug.TestCase
