@@ -353,6 +353,20 @@ class Machine:
                 n += 1
         return n
 
+    def access(self, va: int, cpu: int = 0) -> int | None:
+        """Load from ``va`` on ``cpu`` through its TLB (see :func:`mmkit.pgtable.tlb.access`);
+        returns the physical address or None on a translation fault."""
+        from mmkit.pgtable.tlb import access
+
+        op = access(self, va, cpu)
+        while True:
+            try:
+                step = next(op)
+            except StopIteration as done:
+                return done.value
+            if self.record:
+                self.history.append(step)
+
     # --------------------------------------------------------------- queries
     def table_pages(self) -> list[TablePageRecord]:
         """One record per live table page (level, VA span, region, pfn, used entries)."""

@@ -10,9 +10,13 @@ clear → TLBI → free exists to prevent; the machine reports it like a use-aft
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["TLB"]
+from mmkit.events import Step
+
+__all__ = ["TLB", "access"]
 
 
 @dataclass
@@ -48,3 +52,62 @@ class TLB:
         """TLBI VMALLE1IS."""
         self.leaf.clear()
         self.walk.clear()
+
+
+def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Step]:
+    """A data access to ``va`` from ``cpu``, through its TLB and walk cache.
+
+    A TLB hit uses the cached descriptor without looking at memory; a hit whose page has
+    since been freed is a stale-TLB use-after-free. A walk-cache hit starts the walk at the
+    cached table; if that table page was freed, the walk reads freed memory. Otherwise the
+    walk starts at ``swapper_pg_dir`` and fills both caches. Returns the physical address,
+    or None on a translation fault.
+    """
+    tlb = m.tlbs[cpu]
+    pt = m.pgtables
+    hit = tlb.lookup_leaf(va)
+    if hit is not None:
+        base, raw, size = hit
+        pa = (pt.desc_to_pa(raw) & ~(size - 1)) + (va - base)
+        pfn = pa >> pt.page_shift
+        frame = m.physmem.frame(pfn)
+        if frame is not None and frame.state == "free":
+            m.record_event("stale-tlb", fn, f"CPU{cpu} accessed {va:#x} through a stale TLB "
+                           f"entry: pfn {pfn:#x} was freed", va=va, pfn=pfn,
+                           freed_by=frame.freed_by)
+        yield Step("access", fn, f"load {va:#x} (TLB hit)", va=va, pfn=pfn, note=f"cpu{cpu}")
+        return pa
+    levels = pt.levels
+    depth, table = 0, pt.pgd_pfn
+    cached = [k for k in tlb.walk if k[1] <= va < k[2]]
+    if cached:
+        key = max(cached)
+        depth, table = key[0], tlb.walk[key]
+    while True:
+        level = levels[depth]
+        if table not in pt.info:
+            frame = m.physmem.frame(table)
+            m.record_event("use-after-free", fn, f"CPU{cpu} walked {va:#x} through table "
+                           f"pfn {table:#x}, which is no longer a live table page", va=va,
+                           pfn=table, freed_by=frame.freed_by if frame else None)
+        idx = level.index(va)
+        raw = int(pt.content[table][idx])
+        if not raw & 1:
+            yield Step("access", fn, f"load {va:#x}: translation fault at level "
+                       f"{level.hw_level}", level.name, va, table, idx, old=raw,
+                       note=f"cpu{cpu}")
+            return None
+        if depth < len(levels) - 1 and raw & 2:
+            span = level.entry_size
+            child = pt.next_table(raw)
+            start = va & ~(span - 1)
+            tlb.walk[(depth + 1, start, start + span)] = child
+            depth, table = depth + 1, child
+            continue
+        size = level.entry_size
+        base = va & ~(size - 1)
+        tlb.leaf[base] = (raw, size)
+        pa = (pt.desc_to_pa(raw) & ~(size - 1)) + (va - base)
+        yield Step("access", fn, f"load {va:#x} (walk)", level.name, va, table, idx, old=raw,
+                   pfn=pa >> pt.page_shift, note=f"cpu{cpu}")
+        return pa
