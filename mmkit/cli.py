@@ -205,6 +205,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mmkit import bench
+
+    print(bench.format_results(bench.run_bench(quick=args.quick), as_json=args.json))
+    return 0
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     from mmkit import lab
 
@@ -244,6 +251,11 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("plugins", help="status of every architecture and policy plugin")
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=_cmd_plugins)
+
+    c = sub.add_parser("bench", help="speed figures of this machine (one run, named results)")
+    c.add_argument("--json", action="store_true", help="JSON with stable snake_case keys")
+    c.add_argument("--quick", action="store_true", help="skip the 16 GiB case")
+    c.set_defaults(func=_cmd_bench)
 
     c = sub.add_parser("lab", help="start JupyterLab on the lessons (loopback, with a token)")
     c.add_argument("--notebook-dir", default=None, help="folder to open (default: the lessons)")
