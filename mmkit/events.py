@@ -57,7 +57,7 @@ ACTIONS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """What one step of a simulated kernel operation did.
 
@@ -69,6 +69,9 @@ class Step:
     virtual address concerned and ``va_step`` what each entry maps. For ``alloc``/``free``,
     ``pfn`` and ``size`` say which pages; for ``tlbi``, ``count`` is the number of TLBI
     instructions and ``note`` their kind (``"vaale1is"``, ``"vaae1is"``, ``"vmalle1is"``).
+
+    Steps are records: treat them as immutable (they are not frozen only because a frozen
+    dataclass costs twice as much to build, and hot paths build hundreds of thousands).
     """
 
     action: Action

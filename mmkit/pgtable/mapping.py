@@ -80,9 +80,9 @@ def _write_run(
     pt = m.pgtables
     arr = pt.content[table]
     level = pt.levels[depth]
-    new = np.arange(count, dtype=_U64) * _U64(stride) + _U64(first)
+    new = np.arange(first, first + count * stride, stride, dtype=_U64)
     old = arr[idx:idx + count]
-    if old.any() and not np.array_equal(old, new):
+    if np.count_nonzero(old) and not np.array_equal(old, new):
         # pgattr_change_is_safe(): once populated only permission changes are allowed
         m.bug(fn, f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
               "live entry to another address", va=va)

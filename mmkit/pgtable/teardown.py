@@ -65,6 +65,12 @@ def _runs(vals: np.ndarray, stride: int) -> list[tuple[int, int]]:
     n = len(vals)
     if n == 1:
         return [(0, 1)]
+    first = int(vals[0])
+    if first == 0:
+        if not np.count_nonzero(vals):
+            return [(0, n)]
+    elif np.array_equal(vals, np.arange(first, first + n * stride, stride, dtype=np.uint64)):
+        return [(0, n)]  # the common case: one linear run (a whole PTE table of RAM)
     signed = vals.view(_I64)
     zero = signed == 0
     diffs = np.diff(signed)
@@ -96,14 +102,18 @@ def _unmap_leaves(
         va = addr + a * size
         first = int(vals[a])
         count = b - a
-        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
-                   table, i0 + a, count=count, old=first, stride=size if first else 0,
-                   va_step=size)
-        if not first:
-            continue  # pte_none(): nothing mapped here
+        if not first:  # pte_none(): nothing mapped here
+            yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
+                       table, i0 + a, count=count, old=0, va_step=size)
+            continue
+        if m.fine:
+            yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
+                       table, i0 + a, old=first)
         if not first & 1:
             m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=va)
         arr[i0 + a:i0 + b] = 0
+        # a coarse clear stands for READ_ONCE + pte_clear of each entry: ``old`` is what
+        # was read
         yield Step("write", fn, f"{level.name}_clear(&init_mm, addr, {level.name}p)",
                    level.name, va, table, i0 + a, count=count, old=first, new=0, stride=size,
                    va_step=size)
