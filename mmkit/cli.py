@@ -205,6 +205,25 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mmkit.mm.compare import compare_policies
+
+    rows = compare_policies(args.name, blocks=args.block, rodata_full=args.rodata_full,
+                            **_options(args))
+    data = [vars(r) | {"events": list(r.events)} for r in rows]
+    text_rows = [
+        [r.policy, str(r.tables_allocated), str(r.tables_freed), str(r.tables_left),
+         ", ".join(f"{k}:{v}" for k, v in r.left_by_level_region.items()) or "-",
+         str(r.tlbi["vaale1is"]), str(r.tlbi["vaae1is"]), str(r.tlbi["vmalle1is"]),
+         str(len(r.events))]
+        for r in rows
+    ]
+    header = ["policy", "allocated", "freed", "left", "left by level/region", "TLBI VAALE1IS",
+              "VAAE1IS", "VMALLE1IS", "events"]
+    _emit(data, args.format, _table(text_rows, header))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from mmkit import bench
 
@@ -251,6 +270,15 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("plugins", help="status of every architecture and policy plugin")
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=_cmd_plugins)
+
+    c = sub.add_parser("compare", help="one hot-add/remove scenario under every policy")
+    c.add_argument("name")
+    c.add_argument("--block", type=_int, action="append", required=True,
+                   help="PA of a memory block to add then remove (repeatable)")
+    c.add_argument("--rodata-full", action="store_true", help="map without blocks")
+    _add_config_options(c)
+    c.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    c.set_defaults(func=_cmd_compare)
 
     c = sub.add_parser("bench", help="speed figures of this machine (one run, named results)")
     c.add_argument("--json", action="store_true", help="JSON with stable snake_case keys")
