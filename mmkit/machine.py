@@ -420,13 +420,18 @@ class Machine:
         yield from create_pgd_mapping(self, start, self.lm_va(start), size,
                                       hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags)
         sec = 1 << self.macros["SECTION_SIZE_BITS"]
-        try:
-            for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
-                yield from vmemmap_populate(self, self.vmemmap_va(s >> self.desc.page_shift),
-                                            self.vmemmap_va((s + sec) >> self.desc.page_shift))
-        except NoMemory:
-            yield from self._remove_pgd_mapping(self.lm_va(start), size)
-            raise
+        shift = self.desc.page_shift
+        for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
+            lo, hi = self.vmemmap_va(s >> shift), self.vmemmap_va((s + sec) >> shift)
+            try:
+                yield from vmemmap_populate(self, lo, hi)
+            except NoMemory:
+                # section_activate(): a failed memmap is depopulated again; earlier sections
+                # stay (as in the kernel); then arch_add_memory() unwinds the linear map
+                yield from self.vmemmap_free(lo, hi)
+                yield from self._remove_pgd_mapping(self.lm_va(start), size)
+                self.added_sections_leaked = (s - start) // sec
+                raise
         self.hotplugged.append((start, size))
         self.hotplugged.sort()
 

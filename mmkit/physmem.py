@@ -60,6 +60,8 @@ class PhysMem:
         self.pool_start_pfn = self._next
         self.allocations = 0
         self.frees = 0
+        #: fault injection: fail the allocation after this many more succeed (None: never)
+        self.fail_after: int | None = None
 
     # ------------------------------------------------------------- inspection
     def state(self, pfn: int) -> str:
@@ -97,6 +99,11 @@ class PhysMem:
 
         Raises :class:`~mmkit.errors.NoMemory` when neither a free list nor the pool has one.
         """
+        if self.fail_after is not None:
+            if self.fail_after == 0:
+                self.fail_after = None
+                raise NoMemory(f"injected allocation failure (order {order}, for {owner})")
+            self.fail_after -= 1
         free = self._free_lists.get(order)
         if free:
             pfn = free.pop()

@@ -87,6 +87,13 @@ def _write_run(
         m.bug(fn, f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
               "live entry to another address", va=va)
         return
+    if m.fine:  # one step per entry, each write done when its step is taken
+        for i in range(count):
+            before = int(arr[idx + i])
+            arr[idx + i] = new[i]
+            yield Step("write", fn, line, level.name, va + i * level.entry_size, table,
+                       idx + i, old=before, new=first + i * stride)
+        return
     old0 = int(old[0])
     arr[idx:idx + count] = new
     yield Step("write", fn, line, level.name, va, table, idx, count=count, old=old0,
