@@ -1,0 +1,644 @@
+"""``/sys/kernel/debug/kernel_page_tables``: the arm64 kernel page-table dump, era by era.
+
+Records first, rendering second:
+
+* :func:`ptdump_walk` walks ``swapper_pg_dir`` of a :class:`~mmkit.machine.Machine` the way
+  the machine's kernel era does, and yields what ``note_page()`` prints, in order: one
+  :class:`PtdumpRange` per range line and one :class:`PtdumpMarker` per ``---[ name ]---``
+  line.
+* :func:`format_ptdump` renders records byte for byte in an era's line format;
+  :func:`ptdump` is the two together.
+* :func:`parse_ptdump` reads real dump text (v5.4, v5.7, v6.1 and the condensed sample of
+  ``Documentation/arch/arm64/ptdump.rst``) back into records.
+
+What each era does (kernel-facts 8 and 11, and the sources named on each function):
+
+* **v5.3 / v5.4** (``arch/arm64/mm/dump.c``): the arch walker ``walk_pgd`` → ``walk_pud`` →
+  ``walk_pmd`` → ``walk_pte`` calls ``note_page(st, addr, level, val)`` with levels 1 (PGD)
+  to 4 (PTE) for every none or block entry and for every PTE; a range is printed only when
+  its attribute bits are non-zero, so holes are silent. Clear ``UXN`` prints nothing.
+* **v5.7 / v6.1** (generic ``mm/ptdump.c`` on ``walk_page_range_novma()`` + the arm64
+  ``note_page``): holes come from ``pte_hole(addr, next, depth)`` with the *real* depth of
+  the missing entry (0 for the top table whatever its Linux name, ``real_depth()`` of
+  ``mm/pagewalk.c``), leaves from ``p?d_entry`` at their Linux level (0 PGD ... 4 PTE), and
+  every range is printed, attributes only when non-zero. Clear ``UXN`` prints 3 spaces; v6.1
+  adds the BTI ``GP`` column and the v6.1 memory-type strings.
+
+A range line ends when the level or the masked attribute bits change, or when the walk
+reaches the next address marker; at most two marker lines are printed per ``note_page``
+call, so markers skipped by one big entry are caught up by the following calls, exactly as
+in the kernel.
+
+Faithful quirks and modelling notes:
+
+* v5.7's ``ptdump_walk()`` (5.7.14 ``dump.c``) initialises its ``pg_state`` without
+  ``.level = -1`` (only ``ptdump_check_wx()`` sets it), so ``note_page()`` never takes its
+  "first call" branch: "Linear Mapping start" is not printed and the first line is a
+  level-0 range from ``0x0000000000000000`` to the first change. v6.1 sets ``-1``.
+* mmkit's descriptors use the v5.4 MAIR indices (``MT_NORMAL`` = 4) in every era; the v6.1
+  memory-type strings are chosen by type, not by v6.1's renumbered indices.
+* The generic walker's KASAN shortcut (``note_kasan_page_table``) is not modelled: mmkit does
+  not map the KASAN shadow, and over fully populated early-shadow tables it prints the same.
+* Table pages are read by frame, live or freed, as the kernel would read them.
+
+>>> from mmkit.machine import Machine
+>>> print(ptdump(Machine("arm64-64k-42", kernel="v5.4")).splitlines()[1])
+0xfffffc0000000000-0xfffffc0080000000           2G PGD       RW NX SHD AF NG     BLK UXN MEM/NORMAL
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmkit.arch import pte as hw
+from mmkit.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from mmkit.machine import Machine
+
+__all__ = [
+    "ERAS",
+    "PTE_GP",
+    "PtdumpMarker",
+    "PtdumpRange",
+    "PtdumpRecord",
+    "address_markers",
+    "format_ptdump",
+    "format_range",
+    "parse_ptdump",
+    "ptdump",
+    "ptdump_walk",
+]
+
+_M64 = (1 << 64) - 1
+_TOP = 1 << 64
+
+#: Kernel eras whose ptdump this module reproduces.
+ERAS: tuple[str, ...] = ("v5.3", "v5.4", "v5.7", "v6.1")
+
+#: ``PTE_GP`` (v6.1 ``pgtable-hwdef.h``): bit 50, BTI guarded page. v6.1 ptdump prints it.
+PTE_GP = 1 << 50
+
+#: ``units[]`` of ``note_page()``: the size is printed in KiB, scaled while divisible.
+_UNITS = "KMGTPE"
+
+
+# ------------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class PtdumpMarker:
+    """One ``---[ name ]---`` line: the walk reached ``address`` (``addr_marker``).
+
+    ``address`` is the marker's ``start_address``; ``None`` when parsed from text (the line
+    does not show it).
+    """
+
+    name: str
+    address: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PtdumpRange:
+    """One range line of the dump.
+
+    ``end`` is exclusive and may be ``2**64`` (the kernel prints it as ``0x0000000000000000``).
+    ``level`` is the level name as printed (``"PGD"``, ``"PUD"``, ``"PMD"``, ``"PTE"``).
+    ``prot`` is the masked attribute bits ``note_page()`` merged on (``None`` when parsed);
+    ``attrs`` the attribute strings as printed, blanks included (walk), or the tokens in
+    text order (parsed). ``size`` is in bytes, ``level_no`` the ``note_page()`` level number
+    (arch walker 1..4, generic walker 0..4; ``None`` when parsed).
+    """
+
+    start: int
+    end: int
+    level: str
+    prot: int | None
+    attrs: tuple[str, ...]
+    size: int
+    level_no: int | None = None
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The printed attributes as a set of words, blanks dropped (``"x "`` is ``"x"``)."""
+        return frozenset(a.strip() for a in self.attrs if a.strip())
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the range maps memory: it shows attributes and none of them is ``F``."""
+        tokens = self.tokens
+        return bool(tokens) and "F" not in tokens
+
+
+PtdumpRecord = PtdumpRange | PtdumpMarker
+
+
+# ------------------------------------------------------------------------ era formats
+# One entry of ``pte_bits[]``: (mask, value, printed when equal, printed otherwise or None).
+_ProtBit = tuple[int, int, str, str | None]
+
+_COMMON_BITS: tuple[_ProtBit, ...] = (
+    (hw.PTE_VALID, hw.PTE_VALID, " ", "F"),
+    (hw.PTE_USER, hw.PTE_USER, "USR", "   "),
+    (hw.PTE_RDONLY, hw.PTE_RDONLY, "ro", "RW"),
+    (hw.PTE_PXN, hw.PTE_PXN, "NX", "x "),
+    (hw.PTE_SHARED, hw.PTE_SHARED, "SHD", "   "),
+    (hw.PTE_AF, hw.PTE_AF, "AF", "  "),
+    (hw.PTE_NG, hw.PTE_NG, "NG", "  "),
+    (hw.PTE_CONT, hw.PTE_CONT, "CON", "   "),
+    (hw.PTE_TABLE_BIT, hw.PTE_TABLE_BIT, "   ", "BLK"),
+)
+
+# Memory types, keyed by the AttrIndx values mmkit's descriptors use (the v5.4 MAIR layout,
+# mmkit.arch.pte.MT_*). v5.x prints the five strings of v5.4 dump.c; v6.1 has no DEVICE/GRE
+# and adds MEM/NORMAL-TAGGED, for which mmkit has no index (its machines never map MTE tags).
+_MEM_V5: tuple[tuple[int, str], ...] = tuple(hw.PTDUMP_MEM_TYPES.items())
+_MEM_V61: tuple[tuple[int, str], ...] = (
+    (hw.MT_DEVICE_nGnRnE, "DEVICE/nGnRnE"),
+    (hw.MT_DEVICE_nGnRE, "DEVICE/nGnRE"),
+    (hw.MT_NORMAL_NC, "MEM/NORMAL-NC"),
+    (hw.MT_NORMAL, "MEM/NORMAL"),
+)
+
+
+@dataclass(frozen=True)
+class _Era:
+    """What differs between the eras' ``note_page()`` / walkers."""
+
+    name: str
+    generic: bool  #: generic mm/ptdump.c walker (holes noted with their depth)
+    prints_holes: bool  #: ranges with prot 0 are printed (without attributes)
+    bits: tuple[_ProtBit, ...]  #: pte_bits[] in print order
+    level_names: dict[int, str]  #: pg_level[].name by note_page level number
+    initial_level: int  #: st->level when the walk starts
+    unstarted: int  #: the st->level value that means "nothing noted yet"
+    final_level: int  #: level of the flushing call after the walk
+
+    @property
+    def mask(self) -> int:
+        """``pg_level[].mask``: the OR of every ``pte_bits[]`` mask (same for all levels)."""
+        out = 0
+        for mask, _val, _set, _clear in self.bits:
+            out |= mask
+        return out
+
+
+def _era(era: str, levels: int) -> _Era:
+    if era not in ERAS:
+        raise InvalidArgument(f"ptdump: unknown kernel era {era!r}", choices=ERAS)
+    pud = "PUD" if levels > 3 else "PGD"  # (CONFIG_PGTABLE_LEVELS > 3) ? "PUD" : "PGD"
+    pmd = "PMD" if levels > 2 else "PGD"  # (CONFIG_PGTABLE_LEVELS > 2) ? "PMD" : "PGD"
+    v61 = era == "v6.1"
+    uxn: tuple[_ProtBit, ...] = (
+        (hw.PTE_UXN, hw.PTE_UXN, "UXN", None if era in ("v5.3", "v5.4") else "   "),
+    )
+    gp: tuple[_ProtBit, ...] = ((PTE_GP, PTE_GP, "GP", "  "),) if v61 else ()
+    mem = tuple(
+        (hw.PTE_ATTRINDX_MASK, hw.PTE_ATTRINDX(idx), s, None)
+        for idx, s in (_MEM_V61 if v61 else _MEM_V5)
+    )
+    bits = _COMMON_BITS + uxn + gp + mem
+    if era in ("v5.3", "v5.4"):
+        # dump.c: pg_level[0] is the empty "not started" slot, 1..4 are PGD..PTE
+        return _Era(
+            era,
+            False,
+            False,
+            bits,
+            {1: "PGD", 2: pud, 3: pmd, 4: "PTE"},
+            initial_level=0,
+            unstarted=0,
+            final_level=0,
+        )
+    # v5.7 ptdump_walk() builds its pg_state without ".level = -1" (ptdump_check_wx() has
+    # it), so the first range of the v5.7 dump starts at 0 with level 0; v6.1 sets -1.
+    return _Era(
+        era,
+        True,
+        True,
+        bits,
+        {0: "PGD", 1: "P4D", 2: pud, 3: pmd, 4: "PTE"},
+        initial_level=0 if era == "v5.7" else -1,
+        unstarted=-1,
+        final_level=-1,
+    )
+
+
+def _attr_strings(era: _Era, prot: int) -> tuple[str, ...]:
+    """``dump_prot()``: each ``pte_bits[]`` entry's set or clear string (NULL ones skipped)."""
+    out = []
+    for mask, val, when_set, when_clear in era.bits:
+        s = when_set if prot & mask == val else when_clear
+        if s is not None:
+            out.append(s)
+    return tuple(out)
+
+
+def _attr_strings_from_tokens(era: _Era, tokens: frozenset[str]) -> tuple[str, ...]:
+    """The strings ``dump_prot()`` would print for a range showing ``tokens`` (parsed text)."""
+    out = []
+    for mask, _val, when_set, when_clear in era.bits:
+        if when_set.strip() and when_set in tokens:
+            out.append(when_set)
+        elif mask == hw.PTE_ATTRINDX_MASK:
+            continue  # a memory type the range does not show prints nothing
+        elif when_clear is not None and when_clear.strip() and when_clear.strip() in tokens:
+            out.append(when_clear)
+        elif not when_set.strip():
+            out.append(when_set)  # blank "set" string (valid, page/table): the default
+        elif when_clear is not None:
+            out.append(when_clear)
+    return tuple(out)
+
+
+# -------------------------------------------------------------------------- markers
+def address_markers(m: Machine) -> list[PtdumpMarker]:
+    """``address_markers[]`` of the machine's era, with the addresses ``ptdump_init()`` sets.
+
+    v5.3 (``dump.c``): [Kasan shadow start/end], Modules, vmalloc(), Fixmap, PCI I/O,
+    vmemmap, then "Linear mapping" at ``PAGE_OFFSET``; v5.4 / v5.7 (``dump.c``) and v6.1
+    (``ptdump.c``): "Linear Mapping start/end" first, then the same list (KASAN only when
+    built with KASAN; ``CONFIG_SPARSEMEM_VMEMMAP`` assumed, as arm64 defconfig has it).
+
+    >>> from mmkit.machine import Machine
+    >>> [k.name for k in address_markers(Machine("arm64-4k-39", kernel="v5.3"))][-3:]
+    ['vmemmap start', 'vmemmap end', 'Linear mapping']
+    """
+    d = m.desc
+    mac = d.macros()
+    era = d.kernel
+    kasan: list[tuple[str, str | int]] = []
+    if d.kasan:
+        kasan = [
+            ("Kasan shadow start", "KASAN_SHADOW_START"),
+            ("Kasan shadow end", "KASAN_SHADOW_END"),
+        ]
+    middle: list[tuple[str, str | int]] = [
+        ("Modules start", "MODULES_VADDR"),
+        ("Modules end", "MODULES_END"),
+        ("vmalloc() area", "VMALLOC_START"),
+        ("vmalloc() end", "VMALLOC_END"),
+        ("Fixmap start", "FIXADDR_START"),
+        ("Fixmap end", "FIXADDR_TOP"),
+        ("PCI I/O start", "PCI_IO_START"),
+        ("PCI I/O end", "PCI_IO_END"),
+        ("vmemmap start", "VMEMMAP_START"),
+        ("vmemmap end", d.vmemmap_end),
+    ]
+    if era == "v5.3":
+        rows = [*kasan, *middle, ("Linear mapping", "PAGE_OFFSET")]
+    else:
+        rows = [
+            ("Linear Mapping start", "PAGE_OFFSET"),
+            ("Linear Mapping end", "PAGE_END"),
+            *kasan,
+            *middle,
+        ]
+    return [
+        PtdumpMarker(name, (mac[src] if isinstance(src, str) else src) & _M64) for name, src in rows
+    ]
+
+
+def _walk_base(m: Machine) -> int:
+    """``kernel_ptdump_info.base_addr``: ``VA_START`` in v5.3, ``PAGE_OFFSET`` after."""
+    mac = m.desc.macros()
+    return mac["VA_START"] if m.desc.kernel == "v5.3" else mac["PAGE_OFFSET"]
+
+
+# ---------------------------------------------------------------------------- walker
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """``count`` consecutive ``note_page(addr + i * step, level, val)`` calls whose masked
+    attribute bits are all ``prot``."""
+
+    addr: int
+    step: int
+    count: int
+    level: int
+    prot: int
+
+
+def _walk_runs(m: Machine, era: _Era, lo: int, hi: int) -> Iterator[_Run]:
+    """The ``note_page()`` calls of the era's walker over ``[lo, hi)``, as runs.
+
+    Both walkers visit the same entries; they differ in the level number they pass. The top
+    table's entries are the Linux PGD entry and, folded into it, the PUD (3 levels) or PUD
+    and PMD (2 levels): the arch walker (``walk_pgd``/``walk_pud``/``walk_pmd`` of v5.4
+    ``dump.c``) notes a none or block top entry at the deepest folded level (``pgd_none`` and
+    ``pud_none`` of the folded levels are stubs returning 0), the generic walker reports a
+    missing top entry at depth 0 (``real_depth()``) and a block at its Linux level
+    (``pud_leaf``/``pmd_leaf``). Tables below the top note at their own level, and every
+    PTE is noted (level 4), none or not.
+
+    An entry is a table when bits[1:0] are 0b11 above the leaf level, none when 0, and any
+    other value is noted as a leaf (the kernel would ``BUG_ON(p?d_bad)`` on garbage).
+    """
+    pt = m.pgtables
+    levels = pt.levels
+    last = len(levels) - 1
+    linux_no = {"pgd": 0 if era.generic else 1, "pud": 2, "pmd": 3, "pte": 4}
+    top_chain = ["pgd"]
+    for lv in m.desc.level_info[1:]:
+        if not lv.folded:
+            break
+        top_chain.append(lv.name)
+    top_leaf = linux_no[top_chain[-1]]
+    mask = np.uint64(era.mask)
+    zeros = np.zeros(pt.ptrs, dtype=np.uint64)
+
+    def scan(pfn: int, depth: int, base: int, lo: int, hi: int) -> Iterator[_Run]:
+        level = levels[depth]
+        size = level.entry_size
+        shift = level.shift
+        arr = pt.content.get(pfn)
+        if arr is None:
+            arr = zeros  # a frame never used as a table reads as zeroes
+        i0 = (lo - base) >> shift
+        i1 = ((hi - 1 - base) >> shift) + 1
+        entries = np.array(arr[i0:i1], dtype=np.uint64)  # READ_ONCE of the whole table
+        prots = entries & mask
+        if depth == last:
+            kinds = np.zeros(len(entries), dtype=np.int8)
+            hole_no = leaf_no = 4
+        else:
+            kinds = np.where(entries == 0, 0, np.where((entries & np.uint64(3)) == 3, 2, 1))
+            kinds = kinds.astype(np.int8)
+            if depth == 0:
+                hole_no, leaf_no = (0 if era.generic else top_leaf), top_leaf
+            else:
+                hole_no = leaf_no = linux_no[level.name]
+        n = len(entries)
+        cut = (
+            np.flatnonzero((prots[1:] != prots[:-1]) | (kinds[1:] != kinds[:-1]) | (kinds[1:] == 2))
+            + 1
+        )
+        bounds = [0, *cut.tolist(), n]
+        if lo > base + i0 * size and n > 1 and bounds[1] != 1:
+            bounds.insert(1, 1)  # an unaligned first entry is noted at lo, not on the grid
+        for s, e in itertools.pairwise(bounds):
+            start = base + (i0 + s) * size
+            addr = max(lo, start)
+            kind = int(kinds[s])
+            if kind == 2:
+                child = pt.next_table(int(entries[s]))
+                yield from scan(child, depth + 1, start, addr, min(hi, start + size))
+                continue
+            yield _Run(addr, size, e - s, hole_no if kind == 0 else leaf_no, int(prots[s]))
+
+    top = levels[0]
+    yield from scan(pt.pgd_pfn, 0, _TOP - top.ptrs * top.entry_size, lo, hi)
+
+
+# ------------------------------------------------------------------------ note_page
+class _NotePage:
+    """``struct pg_state`` and the arm64 ``note_page()`` of one era, yielding records."""
+
+    def __init__(self, era: _Era, markers: Sequence[PtdumpMarker], first: int = 0) -> None:
+        self.era = era
+        self.markers = [*markers, PtdumpMarker("", _M64)]  # { -1, NULL } ends the list
+        self.idx = first
+        self.level = era.initial_level
+        self.prot = 0
+        self.start = 0
+
+    def _next_marker(self) -> int:
+        return self.markers[self.idx + 1].address or 0
+
+    def _range(self, addr: int) -> PtdumpRange | None:
+        if not (self.prot or self.era.prints_holes):
+            return None
+        end = addr if addr else _TOP
+        attrs = _attr_strings(self.era, self.prot) if self.prot else ()
+        return PtdumpRange(
+            self.start,
+            end,
+            self.era.level_names[self.level],
+            self.prot,
+            attrs,
+            (addr - self.start) & _M64,
+            self.level,
+        )
+
+    def note(self, addr: int, level: int, prot: int) -> Iterator[PtdumpRecord]:
+        """One ``note_page(st, addr, level, val)`` call (``prot`` already masked)."""
+        if self.level == self.era.unstarted:
+            self.level, self.prot, self.start = level, prot, addr
+            yield self.markers[self.idx]
+        elif prot != self.prot or level != self.level or addr >= self._next_marker():
+            rec = self._range(addr)
+            if rec is not None:
+                yield rec
+            if addr >= self._next_marker():
+                self.idx += 1
+                yield self.markers[self.idx]
+            self.start, self.prot, self.level = addr, prot, level
+        if addr >= self._next_marker():
+            self.idx += 1
+            yield self.markers[self.idx]
+
+    def run(self, r: _Run) -> Iterator[PtdumpRecord]:
+        """``r.count`` calls; only the first and those reaching a marker can print."""
+        yield from self.note(r.addr, r.level, r.prot)
+        nxt = r.addr + r.step
+        last = r.addr + (r.count - 1) * r.step
+        while nxt <= last:
+            target = self._next_marker()
+            if target > last:
+                break
+            if target > nxt:
+                nxt += -(-(target - nxt) // r.step) * r.step
+            yield from self.note(nxt, r.level, r.prot)
+            nxt += r.step
+
+
+def ptdump_walk(
+    m: Machine, *, start: int | None = None, end: int | None = None
+) -> Iterator[PtdumpRecord]:
+    """Walk the machine's kernel page tables as its era's ptdump does; yield the lines.
+
+    Models ``ptdump_walk_pgd()`` of v5.3/v5.4 ``arch/arm64/mm/dump.c`` (arch walker, then
+    ``note_page(&st, 0, 0, 0)``) and ``ptdump_walk()`` of v5.7 ``arch/arm64/mm/dump.c`` /
+    v6.1 ``arch/arm64/mm/ptdump.c`` over v5.7 / v6.1 ``mm/ptdump.c`` ``ptdump_walk_pgd()``
+    (generic walker, then ``note_page(st, 0, -1, 0)``), with their ``note_page()``.
+
+    The walk covers ``[start, end)``, by default ``[base, 2**64)`` with base ``PAGE_OFFSET``
+    (``VA_START`` in v5.3) as ``kernel_page_tables`` does. With ``start`` given, the marker
+    list starts at the last marker at or below ``start`` (the kernel has no such option);
+    with ``end`` given, the final flush is at ``end`` instead of 0.
+
+    It is a generator: table pages are read when the walk reaches them and each record is
+    yielded as soon as ``note_page()`` would print it, so a caller can interleave the walk
+    with machine operations (the race the ``get_online_mems()`` lock of patch 2/3 closes).
+
+    >>> from mmkit.machine import Machine
+    >>> recs = list(ptdump_walk(Machine("arm64-4k-48", kernel="v6.1")))
+    >>> recs[0].name, hex(recs[0].address), recs[1].level
+    ('Linear Mapping start', '0xffff000000000000', 'PUD')
+    >>> sorted(recs[1].tokens)
+    ['AF', 'BLK', 'MEM/NORMAL', 'NG', 'NX', 'RW', 'SHD', 'UXN']
+    """
+    d = m.desc
+    era = _era(d.kernel, d.levels)
+    lo = _walk_base(m) if start is None else start
+    hi = _TOP if end is None else end
+    kernel_start = _TOP - m.pgtables.levels[0].ptrs * m.pgtables.levels[0].entry_size
+    if not (isinstance(lo, int) and isinstance(hi, int) and kernel_start <= lo < hi <= _TOP):
+        raise InvalidArgument(
+            f"ptdump_walk: range [{lo:#x}, {hi:#x}) must be non-empty and inside the kernel "
+            f"page tables [{kernel_start:#x}, 2**64)"
+        )
+    markers = address_markers(m)
+    first = 0
+    if start is not None:
+        for i, mk in enumerate(markers):
+            if mk.address is not None and mk.address <= lo:
+                first = i
+    return _walk(m, era, _NotePage(era, markers, first), lo, hi)
+
+
+def _walk(m: Machine, era: _Era, st: _NotePage, lo: int, hi: int) -> Iterator[PtdumpRecord]:
+    for r in _walk_runs(m, era, lo, hi):
+        yield from st.run(r)
+    yield from st.note(hi & _M64, era.final_level, 0)
+
+
+# ------------------------------------------------------------------------- rendering
+def _size_field(size: int) -> str:
+    """``"%9lu%c"`` of ``note_page()``: KiB scaled by 1024 while divisible.
+
+    >>> _size_field(0x210000), _size_field(2 << 20), _size_field(((1 << 64) - (1 << 48)))
+    ('     2112K', '        2M', ' 16776960T')
+    """
+    delta = (size & _M64) >> 10
+    unit = 0
+    while not delta & 1023 and unit + 1 < len(_UNITS):
+        delta >>= 10
+        unit += 1
+    return f"{delta:9d}{_UNITS[unit]}"
+
+
+def format_range(rec: PtdumpRange, era: str) -> str | None:
+    """One range line (no newline) as ``era`` prints it, or ``None`` if that era's
+    ``note_page()`` would not print it (v5.3/v5.4 skip ranges without attributes)."""
+    spec = _era(era, 4)
+    if rec.prot is not None:
+        attrs = _attr_strings(spec, rec.prot) if rec.prot else ()
+        shown = bool(rec.prot)
+    else:
+        shown = bool(rec.tokens)
+        attrs = _attr_strings_from_tokens(spec, rec.tokens) if shown else ()
+    if not shown and not spec.prints_holes:
+        return None
+    head = f"0x{rec.start & _M64:016x}-0x{rec.end & _M64:016x}   "
+    return (
+        head + f"{_size_field(rec.end - rec.start)} {rec.level}" + "".join(" " + a for a in attrs)
+    )
+
+
+def format_ptdump(records: Iterable[PtdumpRecord], era: str) -> str:
+    """Render records as ``era``'s ``kernel_page_tables`` text, byte for byte.
+
+    Range lines: ``0x%016lx-0x%016lx``, 3 spaces, ``%9lu%c`` size, a space, the level name,
+    then each attribute string preceded by one space (v5.4: none for clear UXN; v5.7: 3
+    spaces; v6.1 also ``GP``/2 spaces). Marker lines: ``---[ name ]---``. Attribute strings
+    are derived from ``prot`` (walk records) or from the tokens (parsed records), so parsed
+    text can be re-rendered in another era's spacing.
+
+    >>> r = PtdumpRange(0xffff000000000000, 0xffff000000200000, "PMD", 0x68000000000f11,
+    ...                 (), 2 << 20)
+    >>> text = format_ptdump([PtdumpMarker("Linear Mapping start"), r], "v5.4")
+    >>> marker, line = text.splitlines()
+    >>> print(marker); print(line[:54]); print(line[54:])
+    ---[ Linear Mapping start ]---
+    0xffff000000000000-0xffff000000200000           2M PMD
+           RW NX SHD AF NG     BLK UXN MEM/NORMAL
+    """
+    _era(era, 4)  # validates the era name
+    lines = []
+    for rec in records:
+        if isinstance(rec, PtdumpMarker):
+            lines.append(f"---[ {rec.name} ]---")
+            continue
+        line = format_range(rec, era)
+        if line is not None:
+            lines.append(line)
+    return "".join(line + "\n" for line in lines)
+
+
+def ptdump(m: Machine) -> str:
+    """``cat /sys/kernel/debug/kernel_page_tables`` on the machine (its era's format)."""
+    return format_ptdump(ptdump_walk(m), m.desc.kernel)
+
+
+# --------------------------------------------------------------------------- parsing
+_RANGE_RE = re.compile(
+    r"^\s*0x([0-9a-fA-F]{1,16})\s*-\s*0x([0-9a-fA-F]{1,16})\s+(\d+)\s*([KMGTPE])\s+"
+    r"(PGD|P4D|PUD|PMD|PTE)(?:\s+(.*?))?\s*$"
+)
+_MARKER_RE = re.compile(r"^\s*---\[\s*(.*?)\s*\]---\s*$")
+#: Every attribute word any era prints (memory types are matched by pattern).
+_TOKENS = frozenset(
+    {"F", "USR", "ro", "RW", "NX", "x", "SHD", "AF", "NG", "CON", "BLK", "UXN", "GP"}
+)
+_MEM_RE = re.compile(r"^(DEVICE|MEM)/[A-Za-z-]+$")
+
+
+def parse_ptdump(text: str) -> list[PtdumpRecord]:
+    """Parse ``kernel_page_tables`` text of any era into records.
+
+    Accepts the v5.3/v5.4, v5.7 and v6.1 formats and the condensed sample of
+    ``Documentation/arch/arm64/ptdump.rst`` (any amount of spaces between fields). Blank
+    lines are skipped. A range ending at ``0x0000000000000000`` ends at ``2**64``. The size
+    column must agree with the addresses. Raises :class:`~mmkit.errors.InvalidArgument`
+    naming the line number and text of the first malformed line.
+
+    >>> recs = parse_ptdump('''---[ Modules start ]---
+    ... 0xffff800000000000-0xffff800008000000   128M PTE
+    ... 0xfff0000000000000-0xfff0000000210000  2112K PTE RW NX SHD AF  UXN  MEM/NORMAL''')
+    >>> recs[1].mapped, recs[2].size == 0x210000, sorted(recs[2].tokens)[:3]
+    (False, True, ['AF', 'MEM/NORMAL', 'NX'])
+    """
+    out: list[PtdumpRecord] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        mk = _MARKER_RE.match(line)
+        if mk:
+            if not mk.group(1):
+                raise _bad_line(lineno, line, "the marker has no name")
+            out.append(PtdumpMarker(mk.group(1)))
+            continue
+        mr = _RANGE_RE.match(line)
+        if not mr:
+            raise _bad_line(
+                lineno,
+                line,
+                "expected '0x<start>-0x<end> <size><K|M|G|T|P|E> "
+                "<PGD|P4D|PUD|PMD|PTE> [attributes]' or '---[ <name> ]---'",
+            )
+        start, end = int(mr.group(1), 16), int(mr.group(2), 16)
+        if end == 0:
+            end = _TOP
+        if end <= start:
+            raise _bad_line(lineno, line, "the end address is not above the start")
+        size = int(mr.group(3)) << (10 * (1 + _UNITS.index(mr.group(4))))
+        if size != end - start:
+            raise _bad_line(
+                lineno,
+                line,
+                f"the size column says {size:#x} bytes but the addresses span {end - start:#x}",
+            )
+        attrs = tuple((mr.group(6) or "").split())
+        for tok in attrs:
+            if tok not in _TOKENS and not _MEM_RE.match(tok):
+                raise _bad_line(lineno, line, f"unknown attribute {tok!r}")
+        out.append(PtdumpRange(start, end, mr.group(5), None, attrs, size))
+    return out
+
+
+def _bad_line(lineno: int, line: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"ptdump text line {lineno}: {line!r}: {why}")
