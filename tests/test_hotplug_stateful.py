@@ -19,6 +19,7 @@ import mmkit.arch
 from mmkit.arch import pte as hw
 from mmkit.errors import Exists, MmkitError
 from mmkit.machine import Machine
+from mmkit.mm.ptdump import PtdumpRange, format_ptdump, parse_ptdump, ptdump_walk
 from mmkit.pgtable.walk import translate
 from tests.machine_oracle import live_spans, reachable_tables, vmemmap_spans
 
@@ -31,7 +32,7 @@ class Hotplug(RuleBasedStateMachine):
     @initialize(
         name=st.sampled_from(ALL),
         policy=st.sampled_from(POLICIES),
-        kernel=st.sampled_from(["v5.4", "v6.1"]),
+        kernel=st.sampled_from(["v5.3", "v5.4", "v5.7", "v6.1"]),
         rodata_full=st.booleans(),
     )
     def boot(self, name, policy, kernel, rodata_full):
@@ -108,6 +109,17 @@ class Hotplug(RuleBasedStateMachine):
         runtime = {p for p, i in m.pgtables.info.items() if not i.boot}
         assert runtime == {p for p, f in m.physmem.frames.items() if f.state == "table"}
         assert m.events == []
+
+    @invariant()
+    def ptdump_parses_back(self):
+        if not hasattr(self, "m"):
+            return
+        records = list(ptdump_walk(self.m))
+        ranges = [(r.start, r.end, r.level, r.tokens) for r in records
+                  if isinstance(r, PtdumpRange)]
+        parsed = [(r.start, r.end, r.level, r.tokens) for r in parse_ptdump(
+            format_ptdump(records, self.m.desc.kernel)) if isinstance(r, PtdumpRange)]
+        assert parsed == ranges
 
     def teardown(self):
         if not hasattr(self, "m"):
