@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-__all__ = ["run_bench", "format_results"]
+__all__ = ["format_results", "run_bench"]
 
 _GIB = 1 << 30
 
@@ -33,10 +33,18 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 
 
 def _import_time() -> float:
-    code = "import time; t = time.perf_counter(); import mmkit, mmkit.arch; " \
+    code = (
+        "import time; t = time.perf_counter(); import mmkit, mmkit.arch; "
         "print(time.perf_counter() - t)"
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True).stdout) for _ in range(3)]
+    )
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(3)
+    ]
     return min(runs)
 
 
@@ -79,8 +87,9 @@ def run_bench(quick: bool = False) -> dict[str, float]:
 
     r: dict[str, float] = {}
     r["import_mmkit_ms"] = _import_time() * 1e3
-    r["descriptors_all_configs_ms"] = _best(
-        lambda: [mmkit.arch.get(n).regions for n in mmkit.arch.names()], 3) * 1e3
+    r["descriptors_all_configs_ms"] = (
+        _best(lambda: [mmkit.arch.get(n).regions for n in mmkit.arch.names()], 3) * 1e3
+    )
     r["boot_machine_4k_48_ms"] = _best(lambda: Machine("arm64-4k-48", record=False), 3) * 1e3
     t, floor, ptes = _hotplug(_GIB, repeat=3)
     r["hotplug_1g_rodata_full_s"] = t

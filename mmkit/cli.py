@@ -56,8 +56,12 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         ("sdei", "ARM_SDE_INTERFACE"),
         ("kpti", "UNMAP_KERNEL_AT_EL0"),
     ):
-        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
-                       help=f"CONFIG_{what} (sizes the fixmap)")
+        p.add_argument(
+            f"--{flag}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"CONFIG_{what} (sizes the fixmap)",
+        )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,8 +117,18 @@ def _cmd_configs(args: argparse.Namespace) -> int:
                 "yes" if r["v7_overlap"] else "no",
             ]
         )
-    header = ["config", "page", "VA", "levels", "folded", "PGDIR_SHIFT", "PTRS_PER_PGD",
-              "VMALLOC_END", "block", "V7 overlap"]
+    header = [
+        "config",
+        "page",
+        "VA",
+        "levels",
+        "folded",
+        "PGDIR_SHIFT",
+        "PTRS_PER_PGD",
+        "VMALLOC_END",
+        "block",
+        "V7 overlap",
+    ]
     _emit(rows, args.format, _table(text_rows, header))
     return 0
 
@@ -128,9 +142,7 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         {"start": r.start, "end": r.end, "size": r.size, "name": r.name, "kind": r.kind}
         for r in d.regions
     ]
-    text = [
-        f"{r.start:016x}  {r.last:016x}  {format_size(r.size):>8}  {r.name}" for r in d.regions
-    ]
+    text = [f"{r.start:016x}  {r.last:016x}  {format_size(r.size):>8}  {r.name}" for r in d.regions]
     title = f"{d.name} ({getattr(d, 'kernel', '?')}) virtual memory layout"
     header = f"{'Start':<16}  {'End':<16}  {'Size':>8}  Use"
     ov = getattr(d, "vmalloc_vmemmap_overlap", None)
@@ -148,8 +160,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     rows = []
     for level, index in steps:
         hi, lo = level.index_bits
-        rows.append([level.name, f"L{level.hw_level}", f"[{hi}:{lo}]", hex(index),
-                     hex(index * 8)])
+        rows.append([level.name, f"L{level.hw_level}", f"[{hi}:{lo}]", hex(index), hex(index * 8)])
     print(f"{d.name} ({d.kernel}): VA {args.va:#018x} in {region.name}")
     print(_table(rows, ["level", "lookup", "VA bits", "index", "entry offset"]))
     print(f"page offset [{d.page_shift - 1}:0] = {args.va & (d.page_size - 1):#x}")
@@ -186,8 +197,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             f"not L{level}"
         )
     block_levels = frozenset(lv.hw_level for lv in d.geometry.levels_used if lv.hw_block)
-    desc = pte.decode(args.descriptor, level, page_shift=d.page_shift, pa_bits=d.pa_bits,
-                      block_levels=block_levels)
+    desc = pte.decode(
+        args.descriptor,
+        level,
+        page_shift=d.page_shift,
+        pa_bits=d.pa_bits,
+        block_levels=block_levels,
+    )
     print(f"{d.name}: {args.descriptor:#018x} at lookup level L{level}: {desc.kind.name}")
     rows = [[f.bits, f.name, hex(f.value), f.meaning] for f in reversed(desc.fields())]
     print(_table(rows, ["bits", "field", "value", "meaning"]))
@@ -208,18 +224,35 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from mmkit.mm.compare import compare_policies
 
-    rows = compare_policies(args.name, blocks=args.block, rodata_full=args.rodata_full,
-                            **_options(args))
+    rows = compare_policies(
+        args.name, blocks=args.block, rodata_full=args.rodata_full, **_options(args)
+    )
     data = [vars(r) | {"events": list(r.events)} for r in rows]
     text_rows = [
-        [r.policy, str(r.tables_allocated), str(r.tables_freed), str(r.tables_left),
-         ", ".join(f"{k}:{v}" for k, v in r.left_by_level_region.items()) or "-",
-         str(r.tlbi["vaale1is"]), str(r.tlbi["vaae1is"]), str(r.tlbi["vmalle1is"]),
-         str(len(r.events))]
+        [
+            r.policy,
+            str(r.tables_allocated),
+            str(r.tables_freed),
+            str(r.tables_left),
+            ", ".join(f"{k}:{v}" for k, v in r.left_by_level_region.items()) or "-",
+            str(r.tlbi["vaale1is"]),
+            str(r.tlbi["vaae1is"]),
+            str(r.tlbi["vmalle1is"]),
+            str(len(r.events)),
+        ]
         for r in rows
     ]
-    header = ["policy", "allocated", "freed", "left", "left by level/region", "TLBI VAALE1IS",
-              "VAAE1IS", "VMALLE1IS", "events"]
+    header = [
+        "policy",
+        "allocated",
+        "freed",
+        "left",
+        "left by level/region",
+        "TLBI VAALE1IS",
+        "VAAE1IS",
+        "VMALLE1IS",
+        "events",
+    ]
     _emit(data, args.format, _table(text_rows, header))
     return 0
 
@@ -234,8 +267,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_lab(args: argparse.Namespace) -> int:
     from mmkit import lab
 
-    return lab.run_lab(notebook_dir=args.notebook_dir, port=args.port,
-                       open_browser=not args.no_browser)
+    return lab.run_lab(
+        notebook_dir=args.notebook_dir, port=args.port, open_browser=not args.no_browser
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -262,8 +296,12 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("decode", help="decode an arm64 descriptor bit by bit")
     c.add_argument("name")
     c.add_argument("descriptor", type=_int)
-    c.add_argument("--level", type=_level_number, default=3,
-                   help="lookup level 0-3 or pgd/pud/pmd/pte (default: 3, a page)")
+    c.add_argument(
+        "--level",
+        type=_level_number,
+        default=3,
+        help="lookup level 0-3 or pgd/pud/pmd/pte (default: 3, a page)",
+    )
     _add_config_options(c)
     c.set_defaults(func=_cmd_decode)
 
@@ -273,8 +311,13 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="one hot-add/remove scenario under every policy")
     c.add_argument("name")
-    c.add_argument("--block", type=_int, action="append", required=True,
-                   help="PA of a memory block to add then remove (repeatable)")
+    c.add_argument(
+        "--block",
+        type=_int,
+        action="append",
+        required=True,
+        help="PA of a memory block to add then remove (repeatable)",
+    )
     c.add_argument("--rodata-full", action="store_true", help="map without blocks")
     _add_config_options(c)
     c.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -306,8 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug in mmkit: one line unless asked for the traceback
         if os.environ.get("MMKIT_DEBUG"):
             raise
-        print(f"mmkit {args.command}: internal error: {type(err).__name__}: {err} "
-              "(set MMKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"mmkit {args.command}: internal error: {type(err).__name__}: {err} "
+            "(set MMKIT_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 70
 
 

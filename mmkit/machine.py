@@ -27,9 +27,9 @@ from mmkit import arch as _arch
 from mmkit.arch import pte as hw
 from mmkit.errors import Busy, Exists, InvalidArgument, NoMemory, NotFound
 from mmkit.events import KernelEvent, Step
-from mmkit.physmem import PhysMem
 from mmkit.pgtable.tables import PageTables, TablePageRecord
 from mmkit.pgtable.tlb import TLB
+from mmkit.physmem import PhysMem
 
 __all__ = ["Machine"]
 
@@ -107,15 +107,18 @@ class Machine:
         page = self.desc.page_size
         for (s, n), nxt in zip(ranges, [*ranges[1:], None], strict=True):
             if n <= 0 or s % page or n % page:
-                raise InvalidArgument(f"boot memory ({s:#x}, {n:#x}) must be page aligned "
-                                      "and non-empty")
+                raise InvalidArgument(
+                    f"boot memory ({s:#x}, {n:#x}) must be page aligned and non-empty"
+                )
             if nxt and s + n > nxt[0]:
                 raise InvalidArgument(f"boot memory ranges overlap at {nxt[0]:#x}")
             if s + n > 1 << self.macros["MAX_PHYSMEM_BITS"]:
                 raise InvalidArgument("boot memory beyond MAX_PHYSMEM_BITS")
         if ranges[0][1] < 64 << 20:
-            raise InvalidArgument("the first boot memory range must hold at least 64 MiB "
-                                  "(kernel image and boot allocations)")
+            raise InvalidArgument(
+                "the first boot memory range must hold at least 64 MiB "
+                "(kernel image and boot allocations)"
+            )
         return ranges
 
     # ------------------------------------------------------------------- boot
@@ -131,8 +134,11 @@ class Machine:
             fix52 = (-(1 << 48)) - (-(1 << 52))
             page_offset = (-(1 << 48)) & _M64
         self.physvirt_offset = (self.memstart - page_offset) & _M64
-        self.vmemmap_base = (m["VMEMMAP_START"] - ((self.memstart >> d.page_shift) << 6)
-                             + ((fix52 >> d.page_shift) << 6)) & _M64
+        self.vmemmap_base = (
+            m["VMEMMAP_START"]
+            - ((self.memstart >> d.page_shift) << 6)
+            + ((fix52 >> d.page_shift) << 6)
+        ) & _M64
         image_pa = first + _SZ_2M + (0 if kernel == "v6.1" else _TEXT_OFFSET)
         image_size = sum(s for _, s, _ in _IMAGE)
         image_end = (image_pa + image_size + _SZ_2M) & ~(_SZ_2M - 1)
@@ -140,10 +146,12 @@ class Machine:
         # gets what lies between the kernel image and them
         self._memblock_top = first + size0
         pool_end = first + size0 - max(size0 // 4, 32 << 20)
-        self.physmem = PhysMem(pool_start=image_end, pool_end=pool_end & ~(_SZ_2M - 1),
-                               page_shift=d.page_shift)
-        self.physmem.reserve(first >> d.page_shift, (image_end - first) >> d.page_shift,
-                             "kernel image")
+        self.physmem = PhysMem(
+            pool_start=image_end, pool_end=pool_end & ~(_SZ_2M - 1), page_shift=d.page_shift
+        )
+        self.physmem.reserve(
+            first >> d.page_shift, (image_end - first) >> d.page_shift, "kernel image"
+        )
         self.pgtables = PageTables(d, self.physmem)
         # swapper_pg_dir and the bm_* fixmap tables live in the image's .bss
         bss = image_pa + image_size - (8 * d.page_size)
@@ -173,24 +181,35 @@ class Machine:
         yield from self._early_fixmap_init()
         va, pa = self.kimage_va, self.kimage_pa
         for _name, size, prot in _IMAGE:  # map_kernel(): one segment per permission
-            yield from create_pgd_mapping(self, pa, va, size, hw.kernel_prot(prot, ng=self.ng),
-                                          boot=True)
+            yield from create_pgd_mapping(
+                self, pa, va, size, hw.kernel_prot(prot, ng=self.ng), boot=True
+            )
             va += size
             pa += size
         self.kimage_end = va
-        flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or \
-            self.debug_pagealloc else 0
+        flags = (
+            NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or self.debug_pagealloc else 0
+        )
         for start, size in self._boot_ranges:  # map_mem()
-            yield from create_pgd_mapping(self, start, self.lm_va(start), size,
-                                          hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags,
-                                          boot=True)
+            yield from create_pgd_mapping(
+                self,
+                start,
+                self.lm_va(start),
+                size,
+                hw.kernel_prot("PAGE_KERNEL", ng=self.ng),
+                flags,
+                boot=True,
+            )
         sec = 1 << self.macros["SECTION_SIZE_BITS"]
         for start, size in self._boot_ranges:  # sparse_init(): memmap of early sections
             lo = start & ~(sec - 1)
             hi = (start + size + sec - 1) & ~(sec - 1)
-            yield from vmemmap_populate(self, self.vmemmap_va(lo >> self.desc.page_shift),
-                                        self.vmemmap_va(hi >> self.desc.page_shift),
-                                        boot=True)
+            yield from vmemmap_populate(
+                self,
+                self.vmemmap_va(lo >> self.desc.page_shift),
+                self.vmemmap_va(hi >> self.desc.page_shift),
+                boot=True,
+            )
         self._vmalloc_next = (self.kimage_end + 2 * self.page_size + _SZ_2M - 1) & ~(_SZ_2M - 1)
         for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
             yield from vmalloc(self, (4 + 4 * i) * self.page_size)
@@ -207,29 +226,44 @@ class Machine:
             idx = lvl.index(addr)
             if not pt.content[table][idx]:
                 pfn = next(statics)
-                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True,
-                             for_va=addr)
+                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True, for_va=addr)
                 pt.content[table][idx] = pt.table_desc(pfn)
-                yield Step("write", "early_fixmap_init", f"__{lvl.name}_populate({lvl.name}p, "
-                           f"__pa_symbol(bm_{pt.levels[depth + 1].name}), TABLE)", lvl.name,
-                           addr, table, idx, old=0, new=int(pt.content[table][idx]))
+                yield Step(
+                    "write",
+                    "early_fixmap_init",
+                    f"__{lvl.name}_populate({lvl.name}p, "
+                    f"__pa_symbol(bm_{pt.levels[depth + 1].name}), TABLE)",
+                    lvl.name,
+                    addr,
+                    table,
+                    idx,
+                    old=0,
+                    new=int(pt.content[table][idx]),
+                )
             table = pt.next_table(int(pt.content[table][idx]))
         # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
         from mmkit.pgtable.mapping import create_pgd_mapping
 
         fdt_va = (self.macros["FIXADDR_TOP"] - (4 << 20)) & ~(self.page_size - 1)
         fdt_pa = self._memblock_alloc(64 << 10, "fdt")
-        yield from create_pgd_mapping(self, fdt_pa, fdt_va + (fdt_pa & (_SZ_2M - 1)) % (
-            self.page_size), 64 << 10, hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng), 3,
-            boot=True)
+        yield from create_pgd_mapping(
+            self,
+            fdt_pa,
+            fdt_va + (fdt_pa & (_SZ_2M - 1)) % (self.page_size),
+            64 << 10,
+            hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng),
+            3,
+            boot=True,
+        )
 
     def _memblock_alloc(self, size: int, owner: str) -> int:
         """memblock_phys_alloc(): top-down from the first bank, reserved for good."""
         align = max(size, self.page_size) if size <= _SZ_2M else _SZ_2M
         top = (self._memblock_top - size) & ~(align - 1)
         self._memblock_top = top
-        self.physmem.reserve(top >> self.desc.page_shift, max(1, size >> self.desc.page_shift),
-                             owner)
+        self.physmem.reserve(
+            top >> self.desc.page_shift, max(1, size >> self.desc.page_shift), owner
+        )
         return top
 
     # ------------------------------------------------------------ primitives
@@ -237,28 +271,38 @@ class Machine:
         """``pgtable_alloc()``: a zeroed table page (memblock at boot, buddy after)."""
         name = self.pgtables.levels[depth].name
         if boot:
-            pfn = self._memblock_alloc(self.page_size, f"boot {name} table") >> \
-                self.desc.page_shift
+            pfn = self._memblock_alloc(self.page_size, f"boot {name} table") >> self.desc.page_shift
             src = "early_pgtable_alloc"
         else:
             pfn = self.physmem.alloc_pages(0, "table", f"{name} table")
             src = "__pgd_pgtable_alloc"
-        self.pgtables.new_table(pfn, depth, va & ~(self.pgtables.span(depth) - 1) & _M64,
-                                boot=boot, for_va=va)
-        yield Step("alloc", fn, f"{src}({name.upper()}_SHIFT)", name, va, pfn=pfn,
-                   size=self.page_size, note="table")
+        self.pgtables.new_table(
+            pfn, depth, va & ~(self.pgtables.span(depth) - 1) & _M64, boot=boot, for_va=va
+        )
+        yield Step(
+            "alloc",
+            fn,
+            f"{src}({name.upper()}_SHIFT)",
+            name,
+            va,
+            pfn=pfn,
+            size=self.page_size,
+            note="table",
+        )
         return pfn
 
-    def alloc_backing(self, order: int, owner: str, fn: str, *, boot: bool = False
-                      ) -> Iterator[Step]:
+    def alloc_backing(
+        self, order: int, owner: str, fn: str, *, boot: bool = False
+    ) -> Iterator[Step]:
         """A block of ``2**order`` pages backing a kernel mapping (vmemmap, vmalloc)."""
         size = self.page_size << order
         if boot:
             pfn = self._memblock_alloc(size, f"boot {owner}") >> self.desc.page_shift
         else:
             pfn = self.physmem.alloc_pages(order, "backing", owner)
-        yield Step("alloc", fn, f"alloc {size:#x} bytes for {owner}", pfn=pfn, size=size,
-                   note=owner)
+        yield Step(
+            "alloc", fn, f"alloc {size:#x} bytes for {owner}", pfn=pfn, size=size, note=owner
+        )
         return pfn
 
     def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
@@ -266,13 +310,19 @@ class Machine:
         info = self.pgtables.drop_table(pfn)
         frame = self.physmem.frame(pfn)
         if frame is not None and frame.state == "reserved":
-            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}",
-                      pfn=pfn)
+            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
         else:
             self.physmem.free_pages(pfn, 0, fn)
-        yield Step("free", fn, "free_hotplug_pgtable_page(virt_to_page(p?dp))",
-                   self.pgtables.levels[info.depth].name, info.va_start, pfn=pfn,
-                   size=self.page_size, note="table")
+        yield Step(
+            "free",
+            fn,
+            "free_hotplug_pgtable_page(virt_to_page(p?dp))",
+            self.pgtables.levels[info.depth].name,
+            info.va_start,
+            pfn=pfn,
+            size=self.page_size,
+            note="table",
+        )
 
     def free_backing(self, pfn: int, order: int, fn: str, va: int) -> Iterator[Step]:
         """``free_hotplug_page_range(page, size)``."""
@@ -281,12 +331,25 @@ class Machine:
         if frame is None or frame.state == "reserved":
             self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {pfn:#x}", pfn=pfn, va=va)
         elif frame.state == "free":
-            self.record_event("use-after-free", fn, f"double free of pfn {pfn:#x}", va=va,
-                              pfn=pfn, freed_by=frame.freed_by)
+            self.record_event(
+                "use-after-free",
+                fn,
+                f"double free of pfn {pfn:#x}",
+                va=va,
+                pfn=pfn,
+                freed_by=frame.freed_by,
+            )
         else:
             self.physmem.free_pages(pfn, order, fn)
-        yield Step("free", fn, f"free_pages(page_address(page), get_order({size:#x}))",
-                   va=va, pfn=pfn, size=size, note="backing")
+        yield Step(
+            "free",
+            fn,
+            f"free_pages(page_address(page), get_order({size:#x}))",
+            va=va,
+            pfn=pfn,
+            size=size,
+            note="backing",
+        )
 
     def flush_tlb_kernel_range(self, fn: str, start: int, end: int) -> Iterator[Step]:
         """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
@@ -300,8 +363,14 @@ class Machine:
         self.stats["vaale1is"] += pages
         for tlb in self.tlbs:
             tlb.flush_range(start, end)
-        yield Step("tlbi", fn, f"flush_tlb_kernel_range({start:#x}, {end:#x})", va=start,
-                   count=pages, note="vaale1is")
+        yield Step(
+            "tlbi",
+            fn,
+            f"flush_tlb_kernel_range({start:#x}, {end:#x})",
+            va=start,
+            count=pages,
+            note="vaale1is",
+        )
 
     def flush_tlb_pages(self, fn: str, va: int, count: int, size: int) -> Iterator[Step]:
         """``count`` calls of ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``, one per
@@ -309,16 +378,24 @@ class Machine:
         self.stats["vaale1is"] += count
         for tlb in self.tlbs:
             tlb.flush_range(va, va + count * size)
-        yield Step("tlbi", fn, "flush_tlb_kernel_range(addr, addr + PAGE_SIZE)", va=va,
-                   count=count, note="vaale1is", va_step=size)
+        yield Step(
+            "tlbi",
+            fn,
+            "flush_tlb_kernel_range(addr, addr + PAGE_SIZE)",
+            va=va,
+            count=count,
+            note="vaale1is",
+            va_step=size,
+        )
 
     def flush_tlb_kernel_pgtable(self, fn: str, addr: int) -> Iterator[Step]:
         """``__flush_tlb_kernel_pgtable(addr)``: one TLBI VAAE1IS, all levels."""
         self.stats["vaae1is"] += 1
         for tlb in self.tlbs:
             tlb.flush_walk(addr)
-        yield Step("tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1,
-                   note="vaae1is")
+        yield Step(
+            "tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1, note="vaae1is"
+        )
 
     def lock(self, fn: str, name: str) -> Iterator[Step]:
         yield Step("lock", fn, f"lock({name})", note=name)
@@ -374,8 +451,12 @@ class Machine:
 
     def digest(self) -> tuple[object, ...]:
         """A value equal before and after anything that changed nothing."""
-        return (self.pgtables.digest(), self.physmem.digest(), tuple(self.hotplugged),
-                tuple(self.vmalloc_ranges))
+        return (
+            self.pgtables.digest(),
+            self.physmem.digest(),
+            tuple(self.hotplugged),
+            tuple(self.vmalloc_ranges),
+        )
 
     # ------------------------------------------------------------ hotplug
     def _check_range(self, start: int, size: int, what: str) -> None:
@@ -396,8 +477,11 @@ class Machine:
             )
         lm_end = self.lm_va(start + size - 1)
         page_end = self.macros["PAGE_END"] or (1 << 64)
-        if start < self.memstart or lm_end >= page_end or self.lm_va(start) < self.macros[
-                "PAGE_OFFSET"]:
+        if (
+            start < self.memstart
+            or lm_end >= page_end
+            or self.lm_va(start) < self.macros["PAGE_OFFSET"]
+        ):
             raise InvalidArgument(
                 f"{what}: [{start:#x}, {start + size:#x}) does not fit the linear map "
                 f"(PA {self.memstart:#x} maps to PAGE_OFFSET)"
@@ -410,15 +494,21 @@ class Machine:
         """``arch_add_memory(nid, start, size, params)`` (v5.7; V7 has the same body):
         linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
         fails the linear map is torn down again and ``-ENOMEM`` is raised."""
-        from mmkit.pgtable.mapping import NO_BLOCK_MAPPINGS, NO_CONT_MAPPINGS, \
-            create_pgd_mapping, vmemmap_populate
+        from mmkit.pgtable.mapping import (
+            NO_BLOCK_MAPPINGS,
+            NO_CONT_MAPPINGS,
+            create_pgd_mapping,
+            vmemmap_populate,
+        )
 
         fn = "arch_add_memory"
         yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
-        flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or \
-            self.debug_pagealloc else 0
-        yield from create_pgd_mapping(self, start, self.lm_va(start), size,
-                                      hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags)
+        flags = (
+            NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or self.debug_pagealloc else 0
+        )
+        yield from create_pgd_mapping(
+            self, start, self.lm_va(start), size, hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags
+        )
         sec = 1 << self.macros["SECTION_SIZE_BITS"]
         shift = self.desc.page_shift
         for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
@@ -437,47 +527,69 @@ class Machine:
 
     def _remove_pgd_mapping(self, start: int, size: int) -> Iterator[Step]:
         """``__remove_pgd_mapping(swapper_pg_dir, start, size)``."""
-        from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, \
-            unmap_hotplug_range
+        from mmkit.pgtable.teardown import (
+            free_empty_tables,
+            remove_pagetable_v3,
+            unmap_hotplug_range,
+        )
 
         p = self.policy
         end = start + size
-        yield Step("call", "__remove_pgd_mapping", f"__remove_pgd_mapping(swapper_pg_dir, "
-                   f"{start:#x}, {size:#x})", va=start)
+        yield Step(
+            "call",
+            "__remove_pgd_mapping",
+            f"__remove_pgd_mapping(swapper_pg_dir, {start:#x}, {size:#x})",
+            va=start,
+        )
         if p.passes == 1:
             yield from remove_pagetable_v3(self, start, end, False)
             return
         yield from unmap_hotplug_range(self, start, end, False)
-        yield from free_empty_tables(self, start, end, self.macros["PAGE_OFFSET"],
-                                     self.macros["PAGE_END"],
-                                     floor_ceiling=p.linear_floor_ceiling)
+        yield from free_empty_tables(
+            self,
+            start,
+            end,
+            self.macros["PAGE_OFFSET"],
+            self.macros["PAGE_END"],
+            floor_ceiling=p.linear_floor_ceiling,
+        )
 
     def vmemmap_free(self, start: int, end: int) -> Iterator[Step]:
         """``vmemmap_free(start, end, altmap)`` under the machine's policy."""
-        from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, \
-            unmap_hotplug_range
+        from mmkit.pgtable.teardown import (
+            free_empty_tables,
+            remove_pagetable_v3,
+            unmap_hotplug_range,
+        )
 
         p = self.policy
-        yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)",
-                   va=start)
+        yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
         if p.passes == 1:
             yield from remove_pagetable_v3(self, start, end, True)
             return
         yield from unmap_hotplug_range(self, start, end, True)
         if p.frees_vmemmap_tables(self.desc.vmalloc_vmemmap_overlap.overlap):
-            yield from free_empty_tables(self, start, end, self.macros["VMEMMAP_START"],
-                                         self.desc.vmemmap_end,
-                                         floor_ceiling=p.vmemmap_tables == "floor-ceiling")
+            yield from free_empty_tables(
+                self,
+                start,
+                end,
+                self.macros["VMEMMAP_START"],
+                self.desc.vmemmap_end,
+                floor_ceiling=p.vmemmap_tables == "floor-ceiling",
+            )
 
     def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
         """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
         section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map."""
-        yield Step("call", "arch_remove_memory",
-                   f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)")
+        yield Step(
+            "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
+        )
         sec = 1 << self.macros["SECTION_SIZE_BITS"]
         for s in range(start, start + size, sec):
-            yield from self.vmemmap_free(self.vmemmap_va(s >> self.desc.page_shift),
-                                         self.vmemmap_va((s + sec) >> self.desc.page_shift))
+            yield from self.vmemmap_free(
+                self.vmemmap_va(s >> self.desc.page_shift),
+                self.vmemmap_va((s + sec) >> self.desc.page_shift),
+            )
         yield from self._remove_pgd_mapping(self.lm_va(start), size)
         kept: list[tuple[int, int]] = []
         for s, n in self.hotplugged:
@@ -495,7 +607,7 @@ class Machine:
         memmap = (size >> g.page_shift) * 64
         pages += (memmap >> g.page_shift) + 2 * len(g.levels_used)
         if self.desc.vmemmap_population == "pmd_blocks":
-            pages += (1 << (g.pmd_shift - g.page_shift))  # alignment slack of a 2 MiB block
+            pages += 1 << (g.pmd_shift - g.page_shift)  # alignment slack of a 2 MiB block
         return pages
 
     def hot_add(self, start: int, size: int) -> None:
@@ -508,13 +620,18 @@ class Machine:
         """
         self._check_range(start, size, "hot-add")
         if self._overlaps(start, size, self._boot_ranges) or self._overlaps(
-                start, size, self.hotplugged):
-            raise Exists(f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
-                         "already present (register_memory_resource: -EEXIST)")
+            start, size, self.hotplugged
+        ):
+            raise Exists(
+                f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
+                "already present (register_memory_resource: -EEXIST)"
+            )
         need = self._hotplug_pages_needed(size)
         if need > self.physmem.available_pages():
-            raise NoMemory(f"hot-add: needs up to {need} free pages for page tables and "
-                           f"the memmap, the allocator has {self.physmem.available_pages()}")
+            raise NoMemory(
+                f"hot-add: needs up to {need} free pages for page tables and "
+                f"the memmap, the allocator has {self.physmem.available_pages()}"
+            )
         self.run(self.arch_add_memory(start, size))
 
     def hot_remove(self, start: int, size: int) -> None:
@@ -526,11 +643,14 @@ class Machine:
         """
         self._check_range(start, size, "hot-remove")
         if self._overlaps(start, size, self._boot_ranges):
-            raise Busy(f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
-                       "cannot be offlined (early sections) and so cannot be removed")
-        covered = sum(max(0, min(s + n, start + size) - max(s, start))
-                      for s, n in self.hotplugged)
+            raise Busy(
+                f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
+                "cannot be offlined (early sections) and so cannot be removed"
+            )
+        covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in self.hotplugged)
         if covered != size:
-            raise NotFound(f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
-                           "hot-added memory; remove only what was added")
+            raise NotFound(
+                f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
+                "hot-added memory; remove only what was added"
+            )
         self.run(self.arch_remove_memory(start, size))

@@ -10,10 +10,16 @@ from mmkit.cli import main
 def test_bench_quick_json_has_stable_keys(capsys):
     assert main(["bench", "--quick", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    for key in ("import_mmkit_ms", "hotplug_1g_rodata_full_s", "numpy_floor_1g_s",
-                "hotplug_1g_floor_ratio", "hotplug_1g_peak_mib"):
+    for key in (
+        "import_mmkit_ms",
+        "hotplug_1g_rodata_full_s",
+        "numpy_floor_1g_s",
+        "hotplug_1g_floor_ratio",
+        "hotplug_1g_peak_mib",
+    ):
         assert key in figures and figures[key] > 0
     assert all(k == k.lower() and " " not in k for k in figures)
     ratio = figures["hotplug_1g_floor_ratio"]
     assert abs(ratio - figures["hotplug_1g_rodata_full_s"] / figures["numpy_floor_1g_s"]) < (
-        0.01 * ratio)
+        0.01 * ratio
+    )

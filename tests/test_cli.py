@@ -98,10 +98,12 @@ def test_errors_are_one_line_and_nonzero(capsys, argv, fragment):
 
 
 def test_console_script_is_installed_and_fails_cleanly():
-    exe = shutil.which("mmkit") or str(pytest.importorskip("pathlib").Path(sys.executable).parent
-                                       / "mmkit")
-    ok = subprocess.run([exe, "configs", "--format", "json"], capture_output=True, text=True,
-                        check=False)
+    exe = shutil.which("mmkit") or str(
+        pytest.importorskip("pathlib").Path(sys.executable).parent / "mmkit"
+    )
+    ok = subprocess.run(
+        [exe, "configs", "--format", "json"], capture_output=True, text=True, check=False
+    )
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 8
     bad = subprocess.run([exe, "layout", "no-such"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

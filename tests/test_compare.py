@@ -11,10 +11,15 @@ def test_v7_issues_ptrs_per_pte_tlbis_per_block_and_v57_one():
     # 4K/39, one 1 GiB block far from boot memory: 8 vmemmap PMD blocks (16 MiB memmap) and
     # a 1 GiB linear-map block. V7: flush_tlb_kernel_range over each 2 MiB block = 512 TLBIs,
     # and a full flush for the 1 GiB block; v5.7: one TLBI each.
-    rows = {r.policy: r for r in compare_policies("arm64-4k-39", blocks=[0x20_4000_0000],
-                                                  policies=["v7", "v5.7"])}
-    assert rows["v7"].tlbi == {"vaale1is": 8 * 512, "vaae1is": rows["v7"].tlbi["vaae1is"],
-                               "vmalle1is": 1}
+    rows = {
+        r.policy: r
+        for r in compare_policies("arm64-4k-39", blocks=[0x20_4000_0000], policies=["v7", "v5.7"])
+    }
+    assert rows["v7"].tlbi == {
+        "vaale1is": 8 * 512,
+        "vaae1is": rows["v7"].tlbi["vaae1is"],
+        "vmalle1is": 1,
+    }
     assert rows["v5.7"].tlbi["vaale1is"] == 9 and rows["v5.7"].tlbi["vmalle1is"] == 0
 
 

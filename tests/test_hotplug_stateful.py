@@ -36,8 +36,9 @@ class Hotplug(RuleBasedStateMachine):
         rodata_full=st.booleans(),
     )
     def boot(self, name, policy, kernel, rodata_full):
-        self.m = Machine(name, policy=policy, kernel=kernel, vmalloc_areas=1,
-                         rodata_full=rodata_full)
+        self.m = Machine(
+            name, policy=policy, kernel=kernel, vmalloc_areas=1, rodata_full=rodata_full
+        )
         self.boot_spans = live_spans(self.m)
         self.block = self.m.desc.memory_block_size
         lm = (self.m.macros["PAGE_END"] or 1 << 64) - self.m.macros["PAGE_OFFSET"]
@@ -115,10 +116,14 @@ class Hotplug(RuleBasedStateMachine):
         if not hasattr(self, "m"):
             return
         records = list(ptdump_walk(self.m))
-        ranges = [(r.start, r.end, r.level, r.tokens) for r in records
-                  if isinstance(r, PtdumpRange)]
-        parsed = [(r.start, r.end, r.level, r.tokens) for r in parse_ptdump(
-            format_ptdump(records, self.m.desc.kernel)) if isinstance(r, PtdumpRange)]
+        ranges = [
+            (r.start, r.end, r.level, r.tokens) for r in records if isinstance(r, PtdumpRange)
+        ]
+        parsed = [
+            (r.start, r.end, r.level, r.tokens)
+            for r in parse_ptdump(format_ptdump(records, self.m.desc.kernel))
+            if isinstance(r, PtdumpRange)
+        ]
         assert parsed == ranges
 
     def teardown(self):
@@ -134,7 +139,9 @@ class Hotplug(RuleBasedStateMachine):
 
 
 Hotplug.TestCase.settings = settings(
-    settings(), max_examples=max(10, settings().max_examples // 3), stateful_step_count=8,
+    settings(),
+    max_examples=max(10, settings().max_examples // 3),
+    stateful_step_count=8,
     deadline=None,
 )
 TestHotplug = Hotplug.TestCase

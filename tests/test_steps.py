@@ -11,14 +11,22 @@ from mmkit.pgtable.walk import translate
 
 
 def writes(steps):
-    return [(s.table, s.index, s.old or 0, s.new or 0)
-            for step in steps if step.action == "write" for s in step.expand()]
+    return [
+        (s.table, s.index, s.old or 0, s.new or 0)
+        for step in steps
+        if step.action == "write"
+        for s in step.expand()
+    ]
 
 
 @pytest.mark.parametrize(
     ("name", "rodata_full"),
-    [("arm64-4k-48", False), ("arm64-16k-47", False), ("arm64-16k-47", True),
-     ("arm64-64k-42", True)],
+    [
+        ("arm64-4k-48", False),
+        ("arm64-16k-47", False),
+        ("arm64-16k-47", True),
+        ("arm64-64k-42", True),
+    ],
 )
 def test_fine_and_coarse_runs_do_the_same_writes(name, rodata_full):
     machines = [Machine(name, rodata_full=rodata_full, fine=fine) for fine in (False, True)]
@@ -33,8 +41,9 @@ def test_fine_and_coarse_runs_do_the_same_writes(name, rodata_full):
     assert coarse.digest() == fine.digest()
     assert sorted(writes(coarse.trace)) == sorted(writes(fine.trace))
     # with blocks every write is its own step anyway; without them coarse runs appear
-    assert len(fine.trace) > len(coarse.trace) if rodata_full else len(fine.trace) >= len(
-        coarse.trace)
+    assert (
+        len(fine.trace) > len(coarse.trace) if rodata_full else len(fine.trace) >= len(coarse.trace)
+    )
     assert coarse.stats == fine.stats
 
 

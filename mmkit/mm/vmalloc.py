@@ -41,8 +41,16 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
             fn = "pte_alloc_kernel" if child == "pte" else f"{child}_alloc"
             idx = lvl.index(addr)
             raw = int(pt.content[table][idx])
-            yield Step("read", fn, f"unlikely({lvl.name}_none(*{lvl.name}))  /* no lock */",
-                       lvl.name, addr, table, idx, old=raw)
+            yield Step(
+                "read",
+                fn,
+                f"unlikely({lvl.name}_none(*{lvl.name}))  /* no lock */",
+                lvl.name,
+                addr,
+                table,
+                idx,
+                old=raw,
+            )
             if raw == 0:
                 new_pfn = yield from m.alloc_table(depth + 1, addr, f"__{child}_alloc")
                 yield from m.lock(f"__{child}_alloc", "init_mm.page_table_lock")
@@ -50,8 +58,17 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
                 if raw == 0:
                     raw = pt.table_desc(new_pfn)
                     pt.content[table][idx] = raw
-                    yield Step("write", f"__{child}_alloc", f"{lvl.name}_populate(&init_mm, "
-                               f"{lvl.name}, new)", lvl.name, addr, table, idx, old=0, new=raw)
+                    yield Step(
+                        "write",
+                        f"__{child}_alloc",
+                        f"{lvl.name}_populate(&init_mm, {lvl.name}, new)",
+                        lvl.name,
+                        addr,
+                        table,
+                        idx,
+                        old=0,
+                        new=raw,
+                    )
                 yield from m.unlock(f"__{child}_alloc", "init_mm.page_table_lock")
             table = pt.next_table(raw)
         lvl = pt.levels[leaf]
@@ -62,8 +79,17 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
             return
         new = pt.pa_to_desc(pfn << pt.page_shift) | prot
         pt.content[table][idx] = new
-        yield Step("write", "vmap_pte_range", "set_pte_at(&init_mm, addr, pte, mk_pte(page, "
-                   "prot))", lvl.name, addr, table, idx, old=0, new=new)
+        yield Step(
+            "write",
+            "vmap_pte_range",
+            "set_pte_at(&init_mm, addr, pte, mk_pte(page, prot))",
+            lvl.name,
+            addr,
+            table,
+            idx,
+            old=0,
+            new=new,
+        )
 
 
 def vmalloc(m: Machine, size: int) -> Iterator[Step]:

@@ -36,8 +36,12 @@ NO_BLOCK_MAPPINGS = 1 << 0  #: ``NO_BLOCK_MAPPINGS`` (mmu.c)
 NO_CONT_MAPPINGS = 1 << 1  #: ``NO_CONT_MAPPINGS`` (mmu.c)
 
 _U64 = np.uint64
-_FN_WRITE = {"pgd": "__create_pgd_mapping", "pud": "alloc_init_pud", "pmd": "init_pmd",
-             "pte": "init_pte"}
+_FN_WRITE = {
+    "pgd": "__create_pgd_mapping",
+    "pud": "alloc_init_pud",
+    "pmd": "init_pmd",
+    "pte": "init_pte",
+}
 _FN_ALLOC = {"pud": "alloc_init_pud", "pmd": "alloc_init_cont_pmd", "pte": "alloc_init_cont_pte"}
 
 
@@ -53,56 +57,117 @@ def _child_table(
     raw = int(arr[idx])
     level = pt.levels[depth]
     child_level = pt.levels[depth + 1]
-    yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va_base,
-               table, idx, old=raw)
+    yield Step(
+        "read",
+        fn,
+        f"{level.name} = READ_ONCE(*{level.name}p)",
+        level.name,
+        va_base,
+        table,
+        idx,
+        old=raw,
+    )
     if raw == 0:
         pfn = yield from m.alloc_table(depth + 1, va_base, fn, boot=boot)
         new = pt.table_desc(pfn)
         arr[idx] = new
-        yield Step("write", fn, f"__{level.name}_populate({level.name}p, "
-                   f"{child_level.name}_phys, {level.name.upper()}_TYPE_TABLE)",
-                   level.name, va_base, table, idx, old=0, new=new)
+        yield Step(
+            "write",
+            fn,
+            f"__{level.name}_populate({level.name}p, "
+            f"{child_level.name}_phys, {level.name.upper()}_TYPE_TABLE)",
+            level.name,
+            va_base,
+            table,
+            idx,
+            old=0,
+            new=new,
+        )
         m._last_child = pfn
         return
     if pt.is_sect(raw):
-        m.bug(fn, f"BUG_ON({level.name}_sect({level.name})): va {va_base:#x} is already "
-              "mapped by a block", va=va_base)
+        m.bug(
+            fn,
+            f"BUG_ON({level.name}_sect({level.name})): va {va_base:#x} is already "
+            "mapped by a block",
+            va=va_base,
+        )
     elif raw & 0b11 != 0b11:
         m.bug(fn, f"BUG_ON({level.name}_bad({level.name})) at va {va_base:#x}", va=va_base)
     m._last_child = pt.next_table(raw)
 
 
 def _write_run(
-    m: Machine, depth: int, table: int, idx: int, count: int, va: int, first: int,
-    stride: int, fn: str, line: str,
+    m: Machine,
+    depth: int,
+    table: int,
+    idx: int,
+    count: int,
+    va: int,
+    first: int,
+    stride: int,
+    fn: str,
+    line: str,
 ) -> Iterator[Step]:
     """Write ``count`` linear entries ``first + i * stride`` from ``idx`` (one coarse step)."""
     pt = m.pgtables
     arr = pt.content[table]
     level = pt.levels[depth]
     new = np.arange(first, first + count * stride, stride, dtype=_U64)
-    old = arr[idx:idx + count]
+    old = arr[idx : idx + count]
     if np.count_nonzero(old) and not np.array_equal(old, new):
         # pgattr_change_is_safe(): once populated only permission changes are allowed
-        m.bug(fn, f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
-              "live entry to another address", va=va)
+        m.bug(
+            fn,
+            f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
+            "live entry to another address",
+            va=va,
+        )
         return
     if m.fine:  # one step per entry, each write done when its step is taken
         for i in range(count):
             before = int(arr[idx + i])
             arr[idx + i] = new[i]
-            yield Step("write", fn, line, level.name, va + i * level.entry_size, table,
-                       idx + i, old=before, new=first + i * stride)
+            yield Step(
+                "write",
+                fn,
+                line,
+                level.name,
+                va + i * level.entry_size,
+                table,
+                idx + i,
+                old=before,
+                new=first + i * stride,
+            )
         return
     old0 = int(old[0])
-    arr[idx:idx + count] = new
-    yield Step("write", fn, line, level.name, va, table, idx, count=count, old=old0,
-               new=first, stride=stride, va_step=level.entry_size)
+    arr[idx : idx + count] = new
+    yield Step(
+        "write",
+        fn,
+        line,
+        level.name,
+        va,
+        table,
+        idx,
+        count=count,
+        old=old0,
+        new=first,
+        stride=stride,
+        va_step=level.entry_size,
+    )
 
 
 def _map_level(
-    m: Machine, depth: int, table: int, addr: int, end: int, phys: int, prot: int,
-    flags: int, boot: bool,
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    phys: int,
+    prot: int,
+    flags: int,
+    boot: bool,
 ) -> Iterator[Step]:
     pt = m.pgtables
     level = pt.levels[depth]
@@ -118,14 +183,22 @@ def _map_level(
         if leaf or (block_ok and (addr | phys) % size == 0 and table_end - addr >= size):
             # a run of leaves: pages, or blocks while aligned and whole
             run_end = table_end if leaf else addr + ((table_end - addr) // size) * size
-            yield from _leaf_runs(m, depth, table, addr, run_end, phys, prot, flags,
-                                  cont_size, leaf)
+            yield from _leaf_runs(
+                m, depth, table, addr, run_end, phys, prot, flags, cont_size, leaf
+            )
             phys += run_end - addr
             addr = run_end
             continue
         nxt = min((addr | (size - 1)) + 1, end)
-        yield from _child_table(m, depth, table, idx, addr & ~(size - 1) & ((1 << 64) - 1),
-                                _FN_ALLOC[pt.levels[depth + 1].name], boot)
+        yield from _child_table(
+            m,
+            depth,
+            table,
+            idx,
+            addr & ~(size - 1) & ((1 << 64) - 1),
+            _FN_ALLOC[pt.levels[depth + 1].name],
+            boot,
+        )
         child = m._last_child
         yield from _map_level(m, depth + 1, child, addr, nxt, phys, prot, flags, boot)
         phys += nxt - addr
@@ -133,8 +206,16 @@ def _map_level(
 
 
 def _leaf_runs(
-    m: Machine, depth: int, table: int, addr: int, end: int, phys: int, prot: int,
-    flags: int, cont_size: int, leaf: bool,
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    phys: int,
+    prot: int,
+    flags: int,
+    cont_size: int,
+    leaf: bool,
 ) -> Iterator[Step]:
     pt = m.pgtables
     level = pt.levels[depth]
@@ -142,8 +223,11 @@ def _leaf_runs(
     attrs = prot if leaf else (prot & ~hw.PTE_TABLE_BIT) | hw.PTE_VALID  # mk_pmd_sect_prot
     name = level.name
     fn = _FN_WRITE[name] if leaf else ("init_pmd" if level.hw_level == 2 else "alloc_init_pud")
-    line = "set_pte(ptep, pfn_pte(__phys_to_pfn(phys), __prot))" if leaf else \
-        f"{'pmd' if level.hw_level == 2 else 'pud'}_set_huge(...p, phys, prot)"
+    line = (
+        "set_pte(ptep, pfn_pte(__phys_to_pfn(phys), __prot))"
+        if leaf
+        else f"{'pmd' if level.hw_level == 2 else 'pud'}_set_huge(...p, phys, prot)"
+    )
     use_cont = cont_size and not flags & NO_CONT_MAPPINGS
     # split into [head without CONT][cont-aligned middle][tail without CONT]
     cuts = [addr, end]
@@ -158,12 +242,19 @@ def _leaf_runs(
             continue
         cont = hw.PTE_CONT if (len(cuts) == 4 and i == 1) else 0
         first = pt.pa_to_desc(phys + (a - addr)) | attrs | cont
-        yield from _write_run(m, depth, table, level.index(a), (b - a) // size, a, first,
-                              size, fn, line)
+        yield from _write_run(
+            m, depth, table, level.index(a), (b - a) // size, a, first, size, fn, line
+        )
 
 
 def create_pgd_mapping(
-    m: Machine, phys: int, virt: int, size: int, prot: int, flags: int = 0, *,
+    m: Machine,
+    phys: int,
+    virt: int,
+    size: int,
+    prot: int,
+    flags: int = 0,
+    *,
     boot: bool = False,
 ) -> Iterator[Step]:
     """``__create_pgd_mapping(swapper_pg_dir, phys, virt, size, prot, alloc, flags)``.
@@ -171,8 +262,13 @@ def create_pgd_mapping(
     Maps ``[virt, virt + size)`` to ``phys`` with ``prot`` (leaf attributes as for a page;
     blocks get ``mk_pmd_sect_prot``). ``boot=True`` allocates tables from memblock.
     """
-    yield Step("call", "__create_pgd_mapping", f"__create_pgd_mapping(swapper_pg_dir, "
-               f"{phys:#x}, {virt:#x}, {size:#x}, prot, flags={flags})", va=virt)
+    yield Step(
+        "call",
+        "__create_pgd_mapping",
+        f"__create_pgd_mapping(swapper_pg_dir, "
+        f"{phys:#x}, {virt:#x}, {size:#x}, prot, flags={flags})",
+        va=virt,
+    )
     if (phys ^ virt) & (m.pgtables.page_size - 1):
         m.warn("__create_pgd_mapping", "WARN_ON((phys ^ virt) & ~PAGE_MASK)", va=virt)
         return
@@ -200,24 +296,51 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
         table = pt.pgd_pfn
         for depth in range(target):
             lvl = pt.levels[depth]
-            yield from _child_table(m, depth, table, lvl.index(addr),
-                                    addr & ~(lvl.entry_size - 1), f"vmemmap_{lvl.name}_populate",
-                                    boot)
+            yield from _child_table(
+                m,
+                depth,
+                table,
+                lvl.index(addr),
+                addr & ~(lvl.entry_size - 1),
+                f"vmemmap_{lvl.name}_populate",
+                boot,
+            )
             table = m._last_child
         lvl = pt.levels[target]
         idx = lvl.index(addr)
         arr = pt.content[table]
         raw = int(arr[idx])
-        yield Step("read", fn, f"{lvl.name}_none(READ_ONCE(*{lvl.name}p))", lvl.name, addr,
-                   table, idx, old=raw)
+        yield Step(
+            "read",
+            fn,
+            f"{lvl.name}_none(READ_ONCE(*{lvl.name}p))",
+            lvl.name,
+            addr,
+            table,
+            idx,
+            old=raw,
+        )
         if raw == 0:
             order = lvl.shift - pt.page_shift
             pfn = yield from m.alloc_backing(order, "vmemmap", fn, boot=boot)
-            prot = hw.kernel_prot("PROT_SECT_NORMAL") if block else \
-                hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+            prot = (
+                hw.kernel_prot("PROT_SECT_NORMAL")
+                if block
+                else hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+            )
             new = pt.pa_to_desc(pfn << pt.page_shift) | prot
             arr[idx] = new
-            yield Step("write", fn, "pmd_set_huge(pmdp, __pa(p), __pgprot(PROT_SECT_NORMAL))"
-                       if block else "set_pte_at(&init_mm, addr, pte, entry)", lvl.name, addr,
-                       table, idx, old=0, new=new)
+            yield Step(
+                "write",
+                fn,
+                "pmd_set_huge(pmdp, __pa(p), __pgprot(PROT_SECT_NORMAL))"
+                if block
+                else "set_pte_at(&init_mm, addr, pte, entry)",
+                lvl.name,
+                addr,
+                table,
+                idx,
+                old=0,
+                new=new,
+            )
         addr = (addr | (step - 1)) + 1

@@ -150,8 +150,14 @@ class PageTables:
             end = min(info.va_start + span, 1 << 64) if info.depth else 1 << 64
             out.append(
                 TablePageRecord(
-                    pfn, level.name, level.hw_level, info.va_start if info.depth else
-                    self.desc.kernel_va_start(), end, info.region, used, info.boot
+                    pfn,
+                    level.name,
+                    level.hw_level,
+                    info.va_start if info.depth else self.desc.kernel_va_start(),
+                    end,
+                    info.region,
+                    used,
+                    info.boot,
                 )
             )
         out.sort(key=lambda r: (r.hw_level, r.va_start))

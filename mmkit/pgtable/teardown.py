@@ -23,6 +23,7 @@ makes every entry its own read / clear / TLBI / free sequence, as the kernel loo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,12 @@ from mmkit.events import Step
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["free_empty_tables", "pgtable_range_aligned", "remove_pagetable_v3",
-           "unmap_hotplug_range"]
+__all__ = [
+    "free_empty_tables",
+    "pgtable_range_aligned",
+    "remove_pagetable_v3",
+    "unmap_hotplug_range",
+]
 
 _M64 = (1 << 64) - 1
 _I64 = np.int64
@@ -77,7 +82,7 @@ def _runs(vals: np.ndarray, stride: int) -> list[tuple[int, int]]:
     brk = (zero[1:] != zero[:-1]) | (~zero[1:] & (diffs != stride))
     cuts = np.flatnonzero(brk) + 1
     edges = [0, *cuts.tolist(), n]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(itertools.pairwise(edges))
 
 
 def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
@@ -97,33 +102,61 @@ def _unmap_leaves(
     i0 = level.index(addr)
     n = (end - addr + size - 1) // size
     arr = pt.content[table]
-    vals = arr[i0:i0 + n]
-    for a, b in ([(i, i + 1) for i in range(n)] if m.fine else _runs(vals, size)):
+    vals = arr[i0 : i0 + n]
+    for a, b in [(i, i + 1) for i in range(n)] if m.fine else _runs(vals, size):
         va = addr + a * size
         first = int(vals[a])
         count = b - a
         if not first:  # pte_none(): nothing mapped here
-            yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
-                       table, i0 + a, count=count, old=0, va_step=size)
+            yield Step(
+                "read",
+                fn,
+                f"{level.name} = READ_ONCE(*{level.name}p)",
+                level.name,
+                va,
+                table,
+                i0 + a,
+                count=count,
+                old=0,
+                va_step=size,
+            )
             continue
         if m.fine:
-            yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va,
-                       table, i0 + a, old=first)
+            yield Step(
+                "read",
+                fn,
+                f"{level.name} = READ_ONCE(*{level.name}p)",
+                level.name,
+                va,
+                table,
+                i0 + a,
+                old=first,
+            )
         if not first & 1:
             m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=va)
-        arr[i0 + a:i0 + b] = 0
+        arr[i0 + a : i0 + b] = 0
         # a coarse clear stands for READ_ONCE + pte_clear of each entry: ``old`` is what
         # was read
-        yield Step("write", fn, f"{level.name}_clear(&init_mm, addr, {level.name}p)",
-                   level.name, va, table, i0 + a, count=count, old=first, new=0, stride=size,
-                   va_step=size)
+        yield Step(
+            "write",
+            fn,
+            f"{level.name}_clear(&init_mm, addr, {level.name}p)",
+            level.name,
+            va,
+            table,
+            i0 + a,
+            count=count,
+            old=first,
+            new=0,
+            stride=size,
+            va_step=size,
+        )
         # flush_tlb_kernel_range(addr, addr + PAGE_SIZE) after each entry: one TLBI each
         yield from m.flush_tlb_pages(fn, va, count, size)
         if free_mapped:
             pfn0 = pt.desc_to_pa(first) >> pt.page_shift
             for i in range(count):
-                yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range",
-                                          va + i * size)
+                yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range", va + i * size)
 
 
 def _unmap_level(
@@ -141,8 +174,16 @@ def _unmap_level(
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
         raw = int(arr[idx])
-        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, addr,
-                   table, idx, old=raw)
+        yield Step(
+            "read",
+            fn,
+            f"{level.name} = READ_ONCE(*{level.name}p)",
+            level.name,
+            addr,
+            table,
+            idx,
+            old=raw,
+        )
         if raw:
             if not raw & 1:
                 m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=addr)
@@ -153,14 +194,30 @@ def _unmap_level(
                 child = pt.next_table(raw)
                 yield from _unmap_level(m, depth + 1, child, addr, nxt, free_mapped, v3)
                 if v3:
-                    yield from _try_free_table(m, depth + 1, table, idx, base, 0, 0,
-                                               f"free_{pt.levels[depth + 1].name}_table",
-                                               floor_ceiling=False, tlbi=False)
+                    yield from _try_free_table(
+                        m,
+                        depth + 1,
+                        table,
+                        idx,
+                        base,
+                        0,
+                        0,
+                        f"free_{pt.levels[depth + 1].name}_table",
+                        floor_ceiling=False,
+                        tlbi=False,
+                    )
         addr = nxt
 
 
 def _unmap_block(
-    m: Machine, level, table: int, idx: int, base: int, raw: int, free_mapped: bool, fn: str,
+    m: Machine,
+    level,
+    table: int,
+    idx: int,
+    base: int,
+    raw: int,
+    free_mapped: bool,
+    fn: str,
     v3: bool,
 ) -> Iterator[Step]:
     pt = m.pgtables
@@ -171,8 +228,17 @@ def _unmap_block(
     if v3 and free_mapped:  # V3: the backing pages go first, the entry after, no TLBI
         yield from m.free_backing(pfn, order, "free_pagetable", base)
     arr[idx] = 0
-    yield Step("write", fn, f"{level.name}_clear({level.name}p)", level.name, base, table, idx,
-               old=raw, new=0)
+    yield Step(
+        "write",
+        fn,
+        f"{level.name}_clear({level.name}p)",
+        level.name,
+        base,
+        table,
+        idx,
+        old=raw,
+        new=0,
+    )
     if v3:
         return
     yield from _block_tlbi(m, fn, base, size)
@@ -182,52 +248,92 @@ def _unmap_block(
 
 def unmap_hotplug_range(m: Machine, addr: int, end: int, free_mapped: bool) -> Iterator[Step]:
     """``unmap_hotplug_range(addr, end, free_mapped)``: pass 1 (see the module docstring)."""
-    yield Step("call", "unmap_hotplug_range",
-               f"unmap_hotplug_range({addr:#x}, {end:#x}, free_mapped={free_mapped})", va=addr)
+    yield Step(
+        "call",
+        "unmap_hotplug_range",
+        f"unmap_hotplug_range({addr:#x}, {end:#x}, free_mapped={free_mapped})",
+        va=addr,
+    )
     yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, free_mapped, v3=False)
 
 
 def remove_pagetable_v3(m: Machine, addr: int, end: int, sparse_vmap: bool) -> Iterator[Step]:
     """V3's ``remove_pagetable(start, end, sparse_vmap)``: one pass under the kernel ptl."""
-    yield Step("call", "remove_pagetable",
-               f"remove_pagetable({addr:#x}, {end:#x}, sparse_vmap={sparse_vmap})", va=addr)
+    yield Step(
+        "call",
+        "remove_pagetable",
+        f"remove_pagetable({addr:#x}, {end:#x}, sparse_vmap={sparse_vmap})",
+        va=addr,
+    )
     yield from m.lock("remove_pagetable", "init_mm.page_table_lock")
     yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, sparse_vmap, v3=True)
     yield from m.unlock("remove_pagetable", "init_mm.page_table_lock")
 
 
 def _try_free_table(
-    m: Machine, depth: int, parent: int, pidx: int, start: int, floor: int, ceiling: int,
-    fn: str, *, floor_ceiling: bool, tlbi: bool = True, end: int | None = None,
+    m: Machine,
+    depth: int,
+    parent: int,
+    pidx: int,
+    start: int,
+    floor: int,
+    ceiling: int,
+    fn: str,
+    *,
+    floor_ceiling: bool,
+    tlbi: bool = True,
+    end: int | None = None,
 ) -> Iterator[Step]:
     """Free the table at ``depth`` hooked at ``parent[pidx]`` if it is (allowed and) empty."""
     pt = m.pgtables
     parent_level = pt.levels[depth - 1]
     level = pt.levels[depth]
     mask = ~(parent_level.entry_size - 1) & _M64
-    if floor_ceiling and not pgtable_range_aligned(start, end or start + 1, floor, ceiling,
-                                                   mask):
+    if floor_ceiling and not pgtable_range_aligned(start, end or start + 1, floor, ceiling, mask):
         return
     raw = int(pt.content[parent][pidx])
     child = pt.next_table(raw)
     entries = pt.content[child][: level.ptrs]
     used = int(np.count_nonzero(entries))
-    yield Step("read", fn, f"scan all {level.ptrs} entries: {level.name}_none(READ_ONCE("
-               f"{level.name}p[i]))", level.name, start & mask, child, 0, count=level.ptrs,
-               old=int(entries[np.flatnonzero(entries)[0]]) if used else 0,
-               note=f"{used} in use")
+    yield Step(
+        "read",
+        fn,
+        f"scan all {level.ptrs} entries: {level.name}_none(READ_ONCE({level.name}p[i]))",
+        level.name,
+        start & mask,
+        child,
+        0,
+        count=level.ptrs,
+        old=int(entries[np.flatnonzero(entries)[0]]) if used else 0,
+        note=f"{used} in use",
+    )
     if used:
         return
     pt.content[parent][pidx] = 0
-    yield Step("write", fn, f"{parent_level.name}_clear({parent_level.name}p)",
-               parent_level.name, start & mask, parent, pidx, old=raw, new=0)
+    yield Step(
+        "write",
+        fn,
+        f"{parent_level.name}_clear({parent_level.name}p)",
+        parent_level.name,
+        start & mask,
+        parent,
+        pidx,
+        old=raw,
+        new=0,
+    )
     if tlbi:
         yield from m.flush_tlb_kernel_pgtable(fn, start & mask)
     yield from m.free_table(child, fn)
 
 
 def _free_level(
-    m: Machine, depth: int, table: int, addr: int, end: int, floor: int, ceiling: int,
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    floor: int,
+    ceiling: int,
     floor_ceiling: bool,
 ) -> Iterator[Step]:
     pt = m.pgtables
@@ -238,41 +344,75 @@ def _free_level(
     if depth == len(pt.levels) - 1:
         i0 = level.index(addr)
         n = (end - addr + size - 1) // size
-        left = int(np.count_nonzero(arr[i0:i0 + n]))
-        yield Step("read", fn, f"WARN_ON(!{level.name}_none({level.name}))  /* sanity */",
-                   level.name, addr, table, i0, count=n, old=0, note=f"{left} still set")
+        left = int(np.count_nonzero(arr[i0 : i0 + n]))
+        yield Step(
+            "read",
+            fn,
+            f"WARN_ON(!{level.name}_none({level.name}))  /* sanity */",
+            level.name,
+            addr,
+            table,
+            i0,
+            count=n,
+            old=0,
+            note=f"{left} still set",
+        )
         if left:
-            m.warn(fn, f"WARN_ON(!pte_none(pte)): {left} entries still set after unmap",
-                   va=addr)
+            m.warn(fn, f"WARN_ON(!pte_none(pte)): {left} entries still set after unmap", va=addr)
         return
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
         raw = int(arr[idx])
-        yield Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, addr,
-                   table, idx, old=raw)
+        yield Step(
+            "read",
+            fn,
+            f"{level.name} = READ_ONCE(*{level.name}p)",
+            level.name,
+            addr,
+            table,
+            idx,
+            old=raw,
+        )
         if raw:
             if raw & 0b11 != 0b11:
-                m.warn(fn, f"WARN_ON(!{level.name}_present || !{level.name}_table || "
-                       f"{level.name}_sect)", va=addr)
+                m.warn(
+                    fn,
+                    f"WARN_ON(!{level.name}_present || !{level.name}_table || {level.name}_sect)",
+                    va=addr,
+                )
             else:
                 child = pt.next_table(raw)
-                yield from _free_level(m, depth + 1, child, addr, nxt, floor, ceiling,
-                                       floor_ceiling)
+                yield from _free_level(
+                    m, depth + 1, child, addr, nxt, floor, ceiling, floor_ceiling
+                )
                 yield from _try_free_table(
-                    m, depth + 1, table, idx, addr, floor, ceiling,
+                    m,
+                    depth + 1,
+                    table,
+                    idx,
+                    addr,
+                    floor,
+                    ceiling,
                     f"free_empty_{pt.levels[depth + 1].name}_table",
-                    floor_ceiling=floor_ceiling, end=nxt,
+                    floor_ceiling=floor_ceiling,
+                    end=nxt,
                 )
         addr = nxt
 
 
 def free_empty_tables(
-    m: Machine, addr: int, end: int, floor: int = 0, ceiling: int = 0, *,
+    m: Machine,
+    addr: int,
+    end: int,
+    floor: int = 0,
+    ceiling: int = 0,
+    *,
     floor_ceiling: bool = False,
 ) -> Iterator[Step]:
     """``free_empty_tables(addr, end[, floor, ceiling])``: pass 2 (module docstring)."""
     line = f"free_empty_tables({addr:#x}, {end:#x}" + (
-        f", {floor:#x}, {ceiling:#x})" if floor_ceiling else ")")
+        f", {floor:#x}, {ceiling:#x})" if floor_ceiling else ")"
+    )
     yield Step("call", "free_empty_tables", line, va=addr)
     yield from _free_level(m, 0, m.pgtables.pgd_pfn, addr, end, floor, ceiling, floor_ceiling)

@@ -72,9 +72,14 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         pfn = pa >> pt.page_shift
         frame = m.physmem.frame(pfn)
         if frame is not None and frame.state == "free":
-            m.record_event("stale-tlb", fn, f"CPU{cpu} accessed {va:#x} through a stale TLB "
-                           f"entry: pfn {pfn:#x} was freed", va=va, pfn=pfn,
-                           freed_by=frame.freed_by)
+            m.record_event(
+                "stale-tlb",
+                fn,
+                f"CPU{cpu} accessed {va:#x} through a stale TLB entry: pfn {pfn:#x} was freed",
+                va=va,
+                pfn=pfn,
+                freed_by=frame.freed_by,
+            )
         yield Step("access", fn, f"load {va:#x} (TLB hit)", va=va, pfn=pfn, note=f"cpu{cpu}")
         return pa
     levels = pt.levels
@@ -87,15 +92,29 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         level = levels[depth]
         if table not in pt.info:
             frame = m.physmem.frame(table)
-            m.record_event("use-after-free", fn, f"CPU{cpu} walked {va:#x} through table "
-                           f"pfn {table:#x}, which is no longer a live table page", va=va,
-                           pfn=table, freed_by=frame.freed_by if frame else None)
+            m.record_event(
+                "use-after-free",
+                fn,
+                f"CPU{cpu} walked {va:#x} through table "
+                f"pfn {table:#x}, which is no longer a live table page",
+                va=va,
+                pfn=table,
+                freed_by=frame.freed_by if frame else None,
+            )
         idx = level.index(va)
         raw = int(pt.content[table][idx])
         if not raw & 1:
-            yield Step("access", fn, f"load {va:#x}: translation fault at level "
-                       f"{level.hw_level}", level.name, va, table, idx, old=raw,
-                       note=f"cpu{cpu}")
+            yield Step(
+                "access",
+                fn,
+                f"load {va:#x}: translation fault at level {level.hw_level}",
+                level.name,
+                va,
+                table,
+                idx,
+                old=raw,
+                note=f"cpu{cpu}",
+            )
             return None
         if depth < len(levels) - 1 and raw & 2:
             span = level.entry_size
@@ -108,6 +127,16 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         base = va & ~(size - 1)
         tlb.leaf[base] = (raw, size)
         pa = (pt.desc_to_pa(raw) & ~(size - 1)) + (va - base)
-        yield Step("access", fn, f"load {va:#x} (walk)", level.name, va, table, idx, old=raw,
-                   pfn=pa >> pt.page_shift, note=f"cpu{cpu}")
+        yield Step(
+            "access",
+            fn,
+            f"load {va:#x} (walk)",
+            level.name,
+            va,
+            table,
+            idx,
+            old=raw,
+            pfn=pa >> pt.page_shift,
+            note=f"cpu{cpu}",
+        )
         return pa

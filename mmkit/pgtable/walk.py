@@ -71,17 +71,21 @@ def translate(m: Machine, va: int) -> Walk:
     last = len(levels) - 1
     for depth, (level, index) in enumerate(levels):
         if table not in pt.info:
-            m.record_event("use-after-free", "translate",
-                           f"walk of {va:#x} entered pfn {table:#x}, which is not a live "
-                           "table page", va=va, pfn=table,
-                           freed_by=(m.physmem.frame(table) or None) and
-                           m.physmem.frame(table).freed_by)
+            m.record_event(
+                "use-after-free",
+                "translate",
+                f"walk of {va:#x} entered pfn {table:#x}, which is not a live table page",
+                va=va,
+                pfn=table,
+                freed_by=(m.physmem.frame(table) or None) and m.physmem.frame(table).freed_by,
+            )
         arr = pt.content.get(table)
         raw = int(arr[index]) if arr is not None else 0
         entry_pa = (table << pt.page_shift) + index * 8
         if not raw & 1:
-            steps.append(WalkStep(level.name, level.hw_level, index, table, entry_pa, raw,
-                                  "invalid"))
+            steps.append(
+                WalkStep(level.name, level.hw_level, index, table, entry_pa, raw, "invalid")
+            )
             return Walk(va, tuple(steps), None, 0, None, level.hw_level)
         if depth == last:
             kind = "page" if raw & 2 else "invalid"
@@ -103,6 +107,8 @@ def translate_or_raise(m: Machine, va: int) -> Walk:
     """:func:`translate`, raising :class:`TranslationFault` naming the level on a fault."""
     w = translate(m, va)
     if w.fault_level is not None:
-        raise TranslationFault(f"translation fault at level {w.fault_level} for {va:#x}: "
-                               f"the {w.steps[-1].level} entry is invalid")
+        raise TranslationFault(
+            f"translation fault at level {w.fault_level} for {va:#x}: "
+            f"the {w.steps[-1].level} entry is invalid"
+        )
     return w
