@@ -35,13 +35,16 @@ __all__ = ["Machine"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
-#: kernel image segments (name, size, prot): a ~24 MiB v5.4-era defconfig image
+#: kernel image segments as v5.4 ``map_kernel()`` maps them: (name, size, final prot, flags
+#: as NO_CONT_MAPPINGS or 0, still mapped after boot). Sizes: a ~24 MiB defconfig image.
+#: rodata is mapped PAGE_KERNEL without contiguous hints, then made read-only by
+#: ``mark_rodata_ro()``; the init segments are unmapped again by ``free_initmem()``.
 _IMAGE = (
-    ("text", 12 << 20, "PAGE_KERNEL_ROX"),
-    ("rodata", 6 << 20, "PAGE_KERNEL_RO"),
-    ("inittext", 1 << 20, "PAGE_KERNEL_EXEC"),
-    ("initdata", 1 << 20, "PAGE_KERNEL"),
-    ("data", 4 << 20, "PAGE_KERNEL"),
+    ("text", 12 << 20, "PAGE_KERNEL_ROX", 0, True),
+    ("rodata", 6 << 20, "PAGE_KERNEL_RO", 2, True),
+    ("inittext", 1 << 20, "PAGE_KERNEL_ROX", 0, False),
+    ("initdata", 1 << 20, "PAGE_KERNEL", 0, False),
+    ("data", 4 << 20, "PAGE_KERNEL", 0, True),
 )
 _TEXT_OFFSET = 0x80000  # v5.4/v5.7 TEXT_OFFSET; removed in v5.8, so 0 for v6.1
 
@@ -140,7 +143,7 @@ class Machine:
             + ((fix52 >> d.page_shift) << 6)
         ) & _M64
         image_pa = first + _SZ_2M + (0 if kernel == "v6.1" else _TEXT_OFFSET)
-        image_size = sum(s for _, s, _ in _IMAGE)
+        image_size = sum(seg[1] for seg in _IMAGE)
         image_end = (image_pa + image_size + _SZ_2M) & ~(_SZ_2M - 1)
         # memblock allocations come from the top of the first bank; the page allocator
         # gets what lies between the kernel image and them
@@ -180,26 +183,42 @@ class Machine:
 
         yield from self._early_fixmap_init()
         va, pa = self.kimage_va, self.kimage_pa
-        for _name, size, prot in _IMAGE:  # map_kernel(): one segment per permission
-            yield from create_pgd_mapping(
-                self, pa, va, size, hw.kernel_prot(prot, ng=self.ng), boot=True
-            )
+        for _name, size, prot, seg_flags, kept in _IMAGE:  # map_kernel()
+            if kept:
+                yield from create_pgd_mapping(
+                    self, pa, va, size, hw.kernel_prot(prot, ng=self.ng), seg_flags, boot=True
+                )
             va += size
             pa += size
         self.kimage_end = va
+        # map_mem(): the kernel's text and rodata [_text, __init_begin) are NOMAP while the
+        # memory is mapped, then mapped on their own without contiguous hints and made
+        # read-only by mark_linear_text_alias_ro()
+        k_start = self.kimage_pa
+        k_end = self.kimage_pa + _IMAGE[0][1] + _IMAGE[1][1]
         flags = (
             NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or self.debug_pagealloc else 0
         )
-        for start, size in self._boot_ranges:  # map_mem()
-            yield from create_pgd_mapping(
-                self,
-                start,
-                self.lm_va(start),
-                size,
-                hw.kernel_prot("PAGE_KERNEL", ng=self.ng),
-                flags,
-                boot=True,
-            )
+        kernel_prot = hw.kernel_prot("PAGE_KERNEL", ng=self.ng)
+        for start, size in self._boot_ranges:
+            end = start + size
+            pieces = [(start, end)]
+            if start <= k_start < end:
+                pieces = [(start, k_start), (k_end, end)]
+            for lo, hi in pieces:
+                if lo < hi:
+                    yield from create_pgd_mapping(
+                        self, lo, self.lm_va(lo), hi - lo, kernel_prot, flags, boot=True
+                    )
+        yield from create_pgd_mapping(
+            self,
+            k_start,
+            self.lm_va(k_start),
+            k_end - k_start,
+            hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng),
+            NO_CONT_MAPPINGS,
+            boot=True,
+        )
         sec = 1 << self.macros["SECTION_SIZE_BITS"]
         for start, size in self._boot_ranges:  # sparse_init(): memmap of early sections
             lo = start & ~(sec - 1)

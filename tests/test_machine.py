@@ -49,16 +49,24 @@ def test_boot_maps_memory_kernel_and_vmemmap(name, kernel):
 @pytest.mark.parametrize("name", ALL)
 def test_linear_map_uses_blocks_unless_rodata_full(name):
     m = Machine(name)
-    w = translate(m, m.lm_va(0x4000_0000))
+    w = translate(m, m.lm_va(0x8000_0000))  # 1 GiB in: away from the kernel image
     assert w.leaf_level != "pte"
     m = Machine(name, rodata_full=True)
-    w = translate(m, m.lm_va(0x4000_0000))
+    w = translate(m, m.lm_va(0x8000_0000))
     assert w.leaf_level == "pte" and not w.leaf_raw & hw.PTE_CONT
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_kernel_text_alias_in_the_linear_map_is_read_only_without_cont(name):
+    m = Machine(name)
+    w = translate(m, m.lm_va(m.kimage_pa))
+    assert w.ok and w.leaf_raw & hw.PTE_RDONLY and not w.leaf_raw & hw.PTE_CONT
+    assert w.leaf_raw & hw.PTE_PXN  # the alias is never executable
 
 
 def test_4k_linear_map_uses_1g_blocks_and_contiguous_hints():
     m = Machine("arm64-4k-48", memory=[(0x4000_0000, (2 << 30) + (64 << 20))])
-    assert translate(m, m.lm_va(0x4000_0000)).leaf_size == 1 << 30
+    assert translate(m, m.lm_va(0x8000_0000)).leaf_size == 1 << 30
     tail = translate(m, m.lm_va(0xC000_0000))
     assert tail.leaf_size == 2 << 20 and tail.leaf_raw & hw.PTE_CONT  # 32 MiB CONT_PMD run
 

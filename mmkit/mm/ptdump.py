@@ -477,7 +477,7 @@ def ptdump_walk(
     >>> from mmkit.machine import Machine
     >>> recs = list(ptdump_walk(Machine("arm64-4k-48", kernel="v6.1")))
     >>> recs[0].name, hex(recs[0].address), recs[1].level
-    ('Linear Mapping start', '0xffff000000000000', 'PUD')
+    ('Linear Mapping start', '0xffff000000000000', 'PMD')
     >>> sorted(recs[1].tokens)
     ['AF', 'BLK', 'MEM/NORMAL', 'NG', 'NX', 'RW', 'SHD', 'UXN']
     """

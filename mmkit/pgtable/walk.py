@@ -8,9 +8,9 @@ table page that is no longer a live table is reported as a use-after-free.
 
 >>> from mmkit.machine import Machine
 >>> m = Machine("arm64-64k-48")
->>> w = translate(m, m.lm_va(0x4000_0000))
+>>> w = translate(m, m.lm_va(0x8000_0000))
 >>> [s.level for s in w.steps], hex(w.pa), w.leaf_level
-(['pgd', 'pmd'], '0x40000000', 'pmd')
+(['pgd', 'pmd'], '0x80000000', 'pmd')
 """
 
 from __future__ import annotations
