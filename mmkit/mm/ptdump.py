@@ -43,7 +43,7 @@ Faithful quirks and modelling notes:
 
 >>> from mmkit.machine import Machine
 >>> print(ptdump(Machine("arm64-64k-42", kernel="v5.4")).splitlines()[1])
-0xfffffc0000000000-0xfffffc0080000000           2G PGD       RW NX SHD AF NG     BLK UXN MEM/NORMAL
+0xfffffc0000000000-0xfffffc0000200000           2M PTE       RW NX SHD AF NG CON     UXN MEM/NORMAL
 """
 
 from __future__ import annotations
