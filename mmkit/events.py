@@ -39,6 +39,9 @@ Action = Literal[
     "warn",  # WARN_ON fired (also recorded as a KernelEvent)
     "bug",  # BUG_ON fired (also recorded as a KernelEvent)
     "access",  # a data access through the TLB / page tables (reader threads)
+    "memblock",  # a memblock region array changed
+    "device",  # a memory block or node device registered, unregistered or changed state
+    "sysfs",  # a sysfs link created or removed
 ]
 
 #: Every action, in a stable order for tables and legends.
@@ -54,6 +57,9 @@ ACTIONS: tuple[str, ...] = (
     "warn",
     "bug",
     "access",
+    "memblock",
+    "device",
+    "sysfs",
 )
 
 

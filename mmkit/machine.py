@@ -64,11 +64,24 @@ class Machine:
         vmalloc_areas: int = 3,
         fine: bool = False,
         record: bool = True,
+        online_type: str = "online",
         **arch_options: Any,
     ) -> None:
         from mmkit import policies
+        from mmkit.mm.hotplug import HOTPLUG_KERNELS, ONLINE_TYPES
 
+        kernel = arch_options.pop("kernel", None)
+        if kernel is not None and kernel not in HOTPLUG_KERNELS:
+            raise InvalidArgument(f"unknown kernel version {kernel!r}", choices=HOTPLUG_KERNELS)
+        if kernel is not None:
+            # v5.5 lays memory out as v5.4 does; it differs in try_remove_memory's order
+            arch_options["kernel"] = "v5.4" if kernel == "v5.5" else kernel
+        if online_type not in ONLINE_TYPES:
+            raise InvalidArgument(f"online_type {online_type!r}", choices=ONLINE_TYPES)
         self.desc = _arch.get(arch, **arch_options) if isinstance(arch, str) else arch
+        #: the kernel version whose generic hotplug code runs (layout era: ``desc.kernel``)
+        self.kernel = kernel or self.desc.kernel
+        self.online_type = online_type
         self.policy = policies.get(policy)
         self.rodata_full = rodata_full
         self.debug_pagealloc = debug_pagealloc
@@ -80,6 +93,8 @@ class Machine:
         self.history: list[Step] = []
         self.stats: dict[str, int] = {"vaale1is": 0, "vaae1is": 0, "vmalle1is": 0}
         self.tlbs = [TLB() for _ in range(cpus)]
+        #: kernel locks currently held (name -> mode), as the steps took them
+        self.locks: dict[str, str] = {}
         self._last_child = -1
         self._boot_ranges = self._check_boot_memory(memory)
         self.hotplugged: list[tuple[int, int]] = []
@@ -165,6 +180,63 @@ class Machine:
         self.kimage_pa = image_pa
         self.run(self._boot_steps(vmalloc_areas), record=False)
         self.boot_table_count = len(self.pgtables.info)
+        self._boot_hotplug_state()
+
+    def _boot_hotplug_state(self) -> None:
+        """memblock, sections, memory blocks and sysfs as they are after boot (node 0)."""
+        from mmkit.mm.memblock import Memblock
+        from mmkit.mm.memory_block import MemoryBlock, MemSection, Sysfs
+
+        self.memblock = Memblock()
+        self.sections: dict[int, MemSection] = {}
+        self.blocks: dict[int, MemoryBlock] = {}
+        self.sysfs = Sysfs()
+        self.sysfs.register_node(0)
+        self.nodes_online = {0}
+        self.resources: list[tuple[int, int]] = []
+        self.oops: KernelEvent | None = None
+        bits = self.macros["SECTION_SIZE_BITS"]
+        per = self.desc.memory_block_size >> bits
+        for start, size in self._boot_ranges:
+            self.memblock.add_node(start, size, 0)
+            self.resources.append((start, start + size))
+            for s in range(start >> bits, (start + size - 1 >> bits) + 1):
+                self.sections[s] = MemSection(s, early=True, online=True, nid=0)
+        for s in sorted(self.sections):
+            b = s // per
+            if b not in self.blocks:
+                self.blocks[b] = MemoryBlock(
+                    b, b * per, b * per + per - 1, "online", 0, "online", unmovable=True
+                )
+                self.sysfs.register_memory(b)
+                self.sysfs.create_link(("node", 0), ("memory", b))
+                self.sysfs.create_link(("memory", b), ("node", 0))
+        for pfn, frame in self.physmem.frames.items():
+            if frame.state == "reserved":
+                self.memblock.reserve(pfn << self.desc.page_shift, self.page_size)
+
+    def pfn_valid(self, pfn: int) -> bool:
+        """arm64 ``pfn_valid()``: a present section with a memmap, and map memory in
+        memblock (:func:`mmkit.mm.memblock.pfn_valid`)."""
+        from mmkit.mm.memblock import pfn_valid
+
+        bits = self.macros["SECTION_SIZE_BITS"]
+        return pfn_valid(
+            self.memblock,
+            pfn,
+            page_shift=self.desc.page_shift,
+            sections=lambda nr: nr in self.sections and self.sections[nr].has_memmap,
+            kernel="v5.4",
+            section_size_bits=bits,
+            max_physmem_bits=self.macros["MAX_PHYSMEM_BITS"],
+        )
+
+    def _check_oops(self, what: str) -> None:
+        if self.oops is not None:
+            raise Busy(
+                f"{what}: the kernel oopsed in {self.oops.function} holding "
+                "mem_hotplug_lock; every later hotplug operation would block forever"
+            )
 
     def _memstart_shift(self) -> int:
         g = self.desc.geometry
@@ -416,10 +488,18 @@ class Machine:
             "tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1, note="vaae1is"
         )
 
-    def lock(self, fn: str, name: str) -> Iterator[Step]:
-        yield Step("lock", fn, f"lock({name})", note=name)
+    def lock(self, fn: str, name: str, mode: str = "exclusive") -> Iterator[Step]:
+        """Take a kernel lock (a step; the scheduler makes it block)."""
+        self.locks[name] = mode
+        yield Step(
+            "lock",
+            fn,
+            f"lock({name})" if mode == "exclusive" else f"{mode}_lock({name})",
+            note=name,
+        )
 
     def unlock(self, fn: str, name: str) -> Iterator[Step]:
+        self.locks.pop(name, None)
         yield Step("unlock", fn, f"unlock({name})", note=name)
 
     # ----------------------------------------------------------------- events
@@ -475,7 +555,40 @@ class Machine:
             self.physmem.digest(),
             tuple(self.hotplugged),
             tuple(self.vmalloc_ranges),
+            self.memblock.snapshot(),
+            tuple(sorted((n, repr(sec)) for n, sec in self.sections.items())),
+            tuple(sorted((b, repr(blk)) for b, blk in self.blocks.items())),
+            self.sysfs.digest(),
+            tuple(self.resources),
         )
+
+    # --------------------------------------------------- generic memory hotplug
+    def add_memory(self, nid: int, start: int, size: int) -> None:
+        """``add_memory()`` to completion (see :mod:`mmkit.mm.hotplug`); typed errors before
+        any change. A kernel BUG on the way is an event (``machine.oops``), not an error."""
+        from mmkit.mm.hotplug import add_memory
+
+        self.run(add_memory(self, nid, start, size))
+
+    def remove_memory(self, start: int, size: int) -> None:
+        """``remove_memory()`` to completion, in the call order of ``machine.kernel``."""
+        from mmkit.mm.hotplug import remove_memory
+
+        self.run(remove_memory(self, start, size))
+
+    def online_block(self, block_id: int, online_type: str = "online") -> None:
+        from mmkit.mm.hotplug import online_memory_block
+
+        self.run(online_memory_block(self, block_id, online_type))
+
+    def offline_block(self, block_id: int) -> None:
+        from mmkit.mm.hotplug import offline_memory_block
+
+        self.run(offline_memory_block(self, block_id))
+
+    def block_of(self, pa: int) -> int:
+        """The memory block id (the N of memoryN) holding ``pa``."""
+        return pa // self.desc.memory_block_size
 
     # ------------------------------------------------------------ hotplug
     def _check_range(self, start: int, size: int, what: str) -> None:
