@@ -339,3 +339,23 @@ def memblock_flags_ok(m: Machine) -> bool:
 
 
 __all__ += ["memblock_flags_ok", "pfn_valid"]
+
+
+def allocate_unmovable(m: Machine, block_id: int) -> None:
+    """Let the kernel allocate unmovable memory (slab, page tables) in an online block.
+
+    Only ZONE_NORMAL takes such allocations: a block onlined ``online_movable`` refuses
+    (``-EBUSY``), which is why movable onlining is what makes memory removable again.
+    """
+    blk = m.blocks.get(block_id)
+    if blk is None:
+        raise NotFound(f"memory{block_id} does not exist")
+    if blk.state != "online":
+        raise Busy(f"memory{block_id} is {blk.state}: nothing can be allocated from it")
+    if blk.online_type == "online_movable":
+        raise Busy(f"memory{block_id} is in ZONE_MOVABLE: unmovable allocations never land "
+                   "there")
+    blk.unmovable = True
+
+
+__all__ += ["allocate_unmovable"]
