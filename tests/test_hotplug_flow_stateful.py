@@ -74,6 +74,16 @@ class HotplugFlow(RuleBasedStateMachine):
         self.m.remove_memory(start, self.size)
         del self.state[start]
 
+    @rule(i=st.integers(0, 3))
+    def cycle(self, i):
+        """The whole life of a block in one rule: add (if absent), offline, remove."""
+        start = self.slots[i]
+        if start not in self.state:
+            self.m.add_memory(0, start, self.size)
+        self.m.offline_block(self.m.block_of(start))
+        self.m.remove_memory(start, self.size)
+        self.state.pop(start, None)
+
     @invariant()
     def consistent(self):
         if not hasattr(self, "m"):
@@ -116,7 +126,7 @@ class HotplugFlow(RuleBasedStateMachine):
 
 
 HotplugFlow.TestCase.settings = settings(
-    settings(), max_examples=max(10, settings().max_examples // 3), stateful_step_count=10,
+    settings(), max_examples=max(40, settings().max_examples // 2), stateful_step_count=12,
     deadline=None,
 )
 TestHotplugFlow = HotplugFlow.TestCase
