@@ -1,0 +1,169 @@
+"""The scheduler: be the CPU scheduler for simulated kernel threads, one step at a time.
+
+A :class:`Thread` is one of the engine's step generators running on a named CPU. Each
+generator *yields the step it is about to take*; resuming it performs that step. So the
+scheduler always knows every thread's next step (:meth:`Scheduler.peek`), can refuse to run a
+thread whose next step takes a lock that is held (it is *blocked*), and records the order it
+ran them in (:attr:`Scheduler.history`, a schedule such as ``"H H P H P"``).
+
+Determinism: a scenario is rebuilt from its factory for :meth:`undo` and :meth:`replay`, so
+the same schedule always gives the same steps and events.
+
+Thread states: *runnable* (has a next step it may take), *blocked* (its next step takes a
+lock it cannot have), *done* (its generator returned). A state where nothing is runnable but
+some thread is blocked is a *deadlock*, recorded as a kernel event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmkit.errors import InvalidArgument
+from mmkit.events import Step
+from mmkit.sched.locks import LockTable
+
+__all__ = ["Scheduler", "Thread"]
+
+
+@dataclass
+class Thread:
+    """One simulated kernel thread."""
+
+    name: str  #: a short letter used in schedules ("H" hot-remove, "P" ptdump, ...)
+    label: str  #: what it is ("hot-remove: remove_memory()")
+    cpu: int
+    ops: Iterator[Step]
+    pending: Step | None = None  #: the step it will take next; None when done
+    done: bool = False
+    result: Any = None
+    steps: list[Step] = field(default_factory=list)
+
+
+def lock_request(step: Step | None) -> tuple[str, str] | None:
+    """(lock name, mode) if ``step`` takes a lock, else None."""
+    if step is None or step.action != "lock":
+        return None
+    name, _, mode = (step.note or "").partition(":")
+    return name, mode or "exclusive"
+
+
+class Scheduler:
+    """Drive threads over one machine (see the module docstring).
+
+    ``factory`` builds a fresh ``(machine, threads)`` pair; it is called again by
+    :meth:`undo` and :meth:`replay`, which is what makes both exact.
+    """
+
+    def __init__(self, factory: Callable[[], tuple[Any, Sequence[Thread]]]) -> None:
+        self.factory = factory
+        self._start()
+
+    def _start(self) -> None:
+        self.machine, threads = self.factory()
+        self.threads = {t.name: t for t in threads}
+        if len(self.threads) != len(threads):
+            raise InvalidArgument("thread names must be unique")
+        self.locks = LockTable()
+        self.machine.lock_table = self.locks
+        self.schedule: list[str] = []
+        self.history: list[Step] = []
+        self.deadlock = False
+        for t in threads:
+            self._advance(t)
+
+    # ---------------------------------------------------------------- state
+    def _advance(self, t: Thread) -> None:
+        self.machine.current_thread = t.name
+        try:
+            t.pending = next(t.ops)
+            t.pending.thread = t.name
+        except StopIteration as stop:
+            t.pending, t.done, t.result = None, True, stop.value
+
+    def blocked(self, name: str) -> bool:
+        t = self.threads[name]
+        req = lock_request(t.pending)
+        return req is not None and not self.locks.available(req[0], req[1], name)
+
+    def runnable(self) -> list[str]:
+        """Names of the threads that may take a step now, in a stable order."""
+        return [n for n, t in self.threads.items() if not t.done and not self.blocked(n)]
+
+    def finished(self) -> bool:
+        return all(t.done for t in self.threads.values())
+
+    def peek(self) -> dict[str, Step | None]:
+        """Every thread's next step (None when done)."""
+        return {n: t.pending for n, t in self.threads.items()}
+
+    # ----------------------------------------------------------------- step
+    def step(self, name: str) -> Step:
+        """Let thread ``name`` take its next step; returns it (now performed)."""
+        if name not in self.threads:
+            raise InvalidArgument(f"no thread {name!r}", choices=list(self.threads))
+        t = self.threads[name]
+        if t.done:
+            raise InvalidArgument(f"thread {name} has finished")
+        if self.blocked(name):
+            req = lock_request(t.pending)
+            raise InvalidArgument(f"thread {name} is blocked on {req[0] if req else '?'}")
+        step = t.pending
+        assert step is not None
+        req = lock_request(step)
+        if req is not None:
+            if self.locks.self_deadlock(req[0], name):
+                self.machine.record_event(
+                    "bug",
+                    step.function,
+                    f"{name} takes {req[0]} again while holding it: self-deadlock",
+                )
+            self.locks.acquire(req[0], req[1], name)
+        if step.action == "unlock" and step.note:
+            self.locks.release(step.note.partition(":")[0], name)
+        self.schedule.append(name)
+        self.history.append(step)
+        t.steps.append(step)
+        self._advance(t)  # performs `step`, then yields the next one
+        if not self.finished() and not self.runnable():
+            self.deadlock = True
+            self.machine.record_event(
+                "bug",
+                "scheduler",
+                "deadlock: every unfinished thread is blocked on a lock ("
+                + ", ".join(
+                    f"{n} waits for {lock_request(t.pending)[0]}"  # type: ignore[index]
+                    for n, t in self.threads.items()
+                    if not t.done
+                )
+                + ")",
+            )
+        return step
+
+    def follow(self, schedule: Iterable[str]) -> None:
+        """Take the steps ``schedule`` names, in order (e.g. ``"H H P".split()``)."""
+        for name in schedule:
+            self.step(name)
+
+    def run(self, until: Callable[[Scheduler], bool] | None = None) -> None:
+        """Run the first runnable thread, repeatedly, until ``until`` holds or nothing can
+        run (all done, or a deadlock)."""
+        while not (until and until(self)):
+            ready = self.runnable()
+            if not ready:
+                return
+            self.step(ready[0])
+
+    def undo(self) -> None:
+        """Take back the last step (rebuild and replay all but it)."""
+        self.replay(self.schedule[:-1])
+
+    def replay(self, schedule: Iterable[str]) -> None:
+        """Start over and follow ``schedule`` exactly."""
+        steps = list(schedule)
+        self._start()
+        self.follow(steps)
+
+    def schedule_string(self) -> str:
+        return " ".join(self.schedule)

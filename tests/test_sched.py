@@ -1,0 +1,92 @@
+"""The scheduler on toy threads: peek, blocking, deadlock, undo and replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmkit.errors import InvalidArgument
+from mmkit.events import KernelEvent, Step
+from mmkit.sched import LockTable, Scheduler, Thread
+
+
+class ToyMachine:
+    def __init__(self):
+        self.events: list[KernelEvent] = []
+        self.log: list[str] = []
+        self.current_thread = ""
+
+    def record_event(self, kind, fn, message, **kw):
+        self.events.append(KernelEvent(kind, fn, message, **kw))
+
+
+def worker(m, name, locks, work=1):
+    for lock in locks:
+        yield Step("lock", name, f"lock({lock})", note=f"{lock}:exclusive")
+    for i in range(work):
+        yield Step("write", name, f"work {i}")
+        m.log.append(f"{name}{i}")
+    for lock in reversed(locks):
+        yield Step("unlock", name, f"unlock({lock})", note=lock)
+
+
+def factory(a_locks=("X",), b_locks=("X",)):
+    def make():
+        m = ToyMachine()
+        return m, [
+            Thread("A", "a", 0, worker(m, "A", a_locks, 2)),
+            Thread("B", "b", 1, worker(m, "B", b_locks, 1)),
+        ]
+
+    return make
+
+
+def test_peek_shows_the_next_step_before_it_is_taken():
+    s = Scheduler(factory())
+    assert s.peek()["A"].line == "lock(X)" and s.machine.log == []
+    s.step("A")
+    s.step("A")
+    assert s.peek()["A"].line == "work 1"
+    assert s.machine.log == ["A0"]  # the write ran when its step was taken
+
+
+def test_a_blocked_thread_cannot_step_until_the_lock_is_free():
+    s = Scheduler(factory())
+    s.step("A")  # A holds X
+    assert s.runnable() == ["A"] and s.blocked("B")
+    with pytest.raises(InvalidArgument, match="blocked"):
+        s.step("B")
+    s.follow(["A", "A", "A"])  # work, work, unlock
+    assert s.runnable() == ["B"]
+    s.run()
+    assert s.finished() and s.machine.log == ["A0", "A1", "B0"]
+    assert s.schedule_string() == "A A A A B B B"
+
+
+def test_deadlock_is_detected_and_reported():
+    s = Scheduler(factory(("X", "Y"), ("Y", "X")))
+    s.follow(["A", "B"])
+    assert s.deadlock and s.runnable() == []
+    assert "deadlock" in s.machine.events[-1].message
+
+
+def test_undo_and_replay_are_exact():
+    s = Scheduler(factory())
+    s.follow(["A", "A", "A", "A"])
+    log = list(s.machine.log)
+    s.undo()
+    assert s.schedule == ["A", "A", "A"] and s.machine.log == log[:2]
+    s.replay(["A", "A", "A", "A", "B", "B", "B"])
+    assert s.finished() and s.machine.log == ["A0", "A1", "B0"]
+
+
+def test_read_locks_share_and_write_locks_exclude():
+    t = LockTable()
+    t.acquire("mem_hotplug_lock", "read", "P")
+    t.acquire("mem_hotplug_lock", "read", "Q")
+    assert not t.available("mem_hotplug_lock", "write", "H")
+    t.release("mem_hotplug_lock", "P")
+    t.release("mem_hotplug_lock", "Q")
+    t.acquire("mem_hotplug_lock", "write", "H")
+    assert not t.available("mem_hotplug_lock", "read", "P")
+    with pytest.raises(InvalidArgument):
+        t.release("mem_hotplug_lock", "P")
