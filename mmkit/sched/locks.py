@@ -44,11 +44,8 @@ class LockTable:
     def available(self, name: str, mode: str, thread: str) -> bool:
         """Whether ``thread`` could take ``name`` in ``mode`` right now."""
         held = self.holders.get(name, {})
-        if not held:
-            return True
-        if mode == "read" and all(m == "read" for m in held.values()):
-            return True
-        return False
+        # free, or only readers hold it and this is one more reader
+        return not held or (mode == "read" and all(m == "read" for m in held.values()))
 
     def self_deadlock(self, name: str, thread: str) -> bool:
         """``thread`` asks again for a lock it already holds."""
