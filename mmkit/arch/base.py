@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 __all__ = [
     "KERNEL_ERAS",
@@ -29,21 +29,6 @@ __all__ = [
 #: Kernel layout eras a descriptor can model, oldest first.
 KERNEL_ERAS: tuple[str, ...] = ("v5.3", "v5.4", "v5.7", "v6.1")
 
-#: The kinds of kernel VA region, as used for colours and filters in the views.
-REGION_KINDS: tuple[str, ...] = (
-    "user",
-    "linear",
-    "kasan",
-    "bpf_jit",
-    "modules",
-    "vmalloc",
-    "fixmap",
-    "pci_io",
-    "vmemmap",
-    "guard",
-    "gap",
-)
-
 RegionKind = Literal[
     "user",
     "linear",
@@ -57,6 +42,9 @@ RegionKind = Literal[
     "guard",
     "gap",
 ]
+
+#: The kinds of kernel VA region, as used for colours and filters in the views.
+REGION_KINDS: tuple[str, ...] = get_args(RegionKind)
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
 
