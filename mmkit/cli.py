@@ -93,6 +93,10 @@ def _emit(rows: list[dict[str, Any]], fmt: str, text: str) -> None:
         print(text)
 
 
+def _show(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def _cmd_configs(args: argparse.Namespace) -> int:
     import mmkit.arch
     from mmkit.arch import format_size
@@ -103,18 +107,20 @@ def _cmd_configs(args: argparse.Namespace) -> int:
         if "error" in r:
             text_rows.append([r["name"], "-", "-", "-", "-", "-", "-", "-", "-", r["error"]])
             continue
+        block = r["memory_block_size"]
+        overlap = r["v7_overlap"]
         text_rows.append(
             [
-                r["name"],
-                format_size(int(r["page_size"])),
-                str(r["va_bits"]),
-                str(r["levels"]),
-                str(r["folded"]),
-                str(r["PGDIR_SHIFT"]),
-                str(r["PTRS_PER_PGD"]),
-                f"{int(r['VMALLOC_END']):#018x}",
-                format_size(int(r["memory_block_size"])),
-                "yes" if r["v7_overlap"] else "no",
+                str(r["name"]),
+                format_size(int(r["page_size"])),  # type: ignore[call-overload]
+                _show(r["va_bits"]),
+                _show(r["levels"]),
+                _show(r["folded"]),
+                _show(r["PGDIR_SHIFT"]),
+                _show(r["PTRS_PER_PGD"]),
+                f"{int(r['VMALLOC_END']):#018x}",  # type: ignore[call-overload]
+                format_size(int(block)) if block is not None else "-",  # type: ignore[call-overload]
+                "-" if overlap is None else "yes" if overlap else "no",
             ]
         )
     header = [

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import mmkit.arch
+from mmkit.arch.arm64 import CONFIGS
 from mmkit.cli import main
 
 
@@ -35,8 +36,9 @@ def test_configs_json_and_csv_agree_with_the_engine(capsys):
     rows = json.loads(out)
     assert [r["name"] for r in rows] == mmkit.arch.names()
     for r in rows:
-        m = mmkit.arch.get(r["name"], kernel="v5.3").macros()
-        assert r["VMALLOC_END"] == m["VMALLOC_END"]
+        if r["name"] in CONFIGS:  # a plugin's family may not know kernel eras
+            m = mmkit.arch.get(r["name"], kernel="v5.3").macros()
+            assert r["VMALLOC_END"] == m["VMALLOC_END"]
     _, out, _ = run(capsys, "configs", "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(out)))
     assert [r["name"] for r in parsed] == mmkit.arch.names()
@@ -104,7 +106,7 @@ def test_console_script_is_installed_and_fails_cleanly():
     ok = subprocess.run(
         [exe, "configs", "--format", "json"], capture_output=True, text=True, check=False
     )
-    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 8
+    assert ok.returncode == 0 and {r["name"] for r in json.loads(ok.stdout)} >= set(CONFIGS)
     bad = subprocess.run([exe, "layout", "no-such"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 

@@ -8,7 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import mmkit.arch
+from mmkit.arch.arm64 import CONFIGS
 from mmkit.errors import Busy, Exists, MmkitError, NotFound
 from mmkit.machine import Machine
 from mmkit.pgtable.walk import translate
@@ -16,14 +16,15 @@ from mmkit.pgtable.walk import translate
 
 class HotplugFlow(RuleBasedStateMachine):
     @initialize(
-        name=st.sampled_from(mmkit.arch.names()),
+        name=st.sampled_from(CONFIGS),
         kernel=st.sampled_from(["v5.4", "v5.5", "v5.7", "v6.1"]),
         online_type=st.sampled_from(["offline", "online", "online_movable"]),
         policy=st.sampled_from(["v6", "v7", "v5.7"]),
     )
     def boot(self, name, kernel, online_type, policy):
-        self.m = Machine(name, kernel=kernel, online_type=online_type, policy=policy,
-                         vmalloc_areas=1)
+        self.m = Machine(
+            name, kernel=kernel, online_type=online_type, policy=policy, vmalloc_areas=1
+        )
         self.size = self.m.desc.memory_block_size
         top = max(s + n for s, n in self.m.boot_memory)
         first = -(-top // self.size) * self.size
@@ -50,8 +51,7 @@ class HotplugFlow(RuleBasedStateMachine):
             with pytest.raises(NotFound):
                 self.m.online_block(self.m.block_of(start))
             return
-        self.m.online_block(self.m.block_of(start),
-                            "online_movable" if movable else "online")
+        self.m.online_block(self.m.block_of(start), "online_movable" if movable else "online")
         self.state[start] = "online"
 
     @rule(i=st.integers(0, 3))
@@ -90,8 +90,9 @@ class HotplugFlow(RuleBasedStateMachine):
             return
         m = self.m
         present = sorted(self.state)
-        ranges = sorted([(s, s + n) for s, n in m.boot_memory]
-                        + [(s, s + self.size) for s in present])
+        ranges = sorted(
+            [(s, s + n) for s, n in m.boot_memory] + [(s, s + self.size) for s in present]
+        )
         covered = []
         for r in m.memblock.regions("memory"):
             if covered and covered[-1][1] == r.base:
@@ -126,7 +127,9 @@ class HotplugFlow(RuleBasedStateMachine):
 
 
 HotplugFlow.TestCase.settings = settings(
-    settings(), max_examples=max(40, settings().max_examples // 2), stateful_step_count=12,
+    settings(),
+    max_examples=max(40, settings().max_examples // 2),
+    stateful_step_count=12,
     deadline=None,
 )
 TestHotplugFlow = HotplugFlow.TestCase

@@ -21,8 +21,7 @@ print(json.dumps({"seconds": elapsed, "modules": sorted(sys.modules)}))
 
 
 def test_import_mmkit_imports_no_view_library():
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

@@ -76,30 +76,37 @@ def config_rows(**options: Any) -> list[dict[str, object]]:
 
 
 def summary(desc: Any) -> dict[str, object]:
-    """The summary row of one descriptor (used by ``mmkit configs`` and the tables)."""
+    """The summary row of one descriptor (used by ``mmkit configs`` and the tables).
+
+    Every descriptor gives its macros; what only some families have (arm64's V7 overlap
+    test, named regions, memory blocks) reads as None when a plugin's descriptor lacks it.
+    """
     m = desc.macros()
-    overlap = desc.vmalloc_vmemmap_overlap
-    vmalloc = desc.region("vmalloc")
-    vmemmap = desc.region("vmemmap")
+    overlap = getattr(desc, "vmalloc_vmemmap_overlap", None)
+
+    def size_of(kind: str) -> int | None:
+        return next((r.end - r.start for r in desc.regions if r.kind == kind), None)
+
+    folded = getattr(desc, "folded_levels", None)
     return {
         "name": desc.name,
-        "kernel": desc.kernel,
-        "page_size": m["PAGE_SIZE"],
-        "va_bits": m["VA_BITS"],
-        "levels": m["PGTABLE_LEVELS"],
-        "folded": ",".join(desc.folded_levels),
+        "kernel": getattr(desc, "kernel", None),
+        "page_size": m.get("PAGE_SIZE", 1 << m["PAGE_SHIFT"]),
+        "va_bits": m.get("VA_BITS"),
+        "levels": m.get("PGTABLE_LEVELS"),
+        "folded": ",".join(folded) if folded is not None else None,
         "PGDIR_SHIFT": m["PGDIR_SHIFT"],
-        "PUD_SHIFT": m["PUD_SHIFT"],
-        "PMD_SHIFT": m["PMD_SHIFT"],
+        "PUD_SHIFT": m.get("PUD_SHIFT"),
+        "PMD_SHIFT": m.get("PMD_SHIFT"),
         "PTRS_PER_PGD": m["PTRS_PER_PGD"],
-        "PAGE_OFFSET": m["PAGE_OFFSET"],
+        "PAGE_OFFSET": m.get("PAGE_OFFSET"),
         "VMALLOC_START": m["VMALLOC_START"],
         "VMALLOC_END": m["VMALLOC_END"],
-        "vmalloc_size": vmalloc.size,
+        "vmalloc_size": size_of("vmalloc"),
         "VMEMMAP_START": m["VMEMMAP_START"],
-        "vmemmap_size": vmemmap.size,
-        "memory_block_size": desc.memory_block_size,
-        "vmemmap_population": desc.vmemmap_population,
-        "v7_overlap": overlap.overlap,
-        "expert_only": desc.expert_only,
+        "vmemmap_size": size_of("vmemmap"),
+        "memory_block_size": getattr(desc, "memory_block_size", None),
+        "vmemmap_population": getattr(desc, "vmemmap_population", None),
+        "v7_overlap": overlap.overlap if overlap is not None else None,
+        "expert_only": getattr(desc, "expert_only", None),
     }
