@@ -216,17 +216,22 @@ class Arm64Descriptor:
                 fixmap_size=self.fixmap_slots * g.page_size,
             )
         )
-        if self.kernel in ("v5.3", "v5.4"):
-            del m["VMEMMAP_END"]  # added by the hot-remove patch: v5.7 on
         return MappingProxyType(m)
+
+    @property
+    def derived_macros(self) -> frozenset[str]:
+        """Names in :meth:`macros` that this era's kernel does not define itself: mmkit
+        computes them with the later kernel's formula so every era answers alike."""
+        # VMEMMAP_END came with the hot-remove patch (v5.7)
+        return frozenset({"VMEMMAP_END"}) if self.kernel in ("v5.3", "v5.4") else frozenset()
 
     def macros(self) -> dict[str, int]:
         """The kernel's own macro names and their values in this configuration.
 
         Folded levels read as the kernel folds them (``PUD_SHIFT == PGDIR_SHIFT`` below 4
-        levels). ``VMEMMAP_END`` is the name the hot-remove patch added in v5.7; for earlier
-        eras use :attr:`vmemmap_end`. v5.3's ``PAGE_END`` is 0: its linear map runs to the
-        top of the address space.
+        levels). ``VMEMMAP_END`` is the name the hot-remove patch added in v5.7; earlier eras
+        get ``VMEMMAP_START + VMEMMAP_SIZE`` under that name (see :attr:`derived_macros`).
+        v5.3's ``PAGE_END`` is 0: its linear map runs to the top of the address space.
         """
         return dict(self._macros)
 
