@@ -48,6 +48,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     root = tmp_path_factory.mktemp("example-plugin")
     src = root / "src"
     shutil.copytree(ROOT / "mmkit", src / "mmkit" / "mmkit", ignore=_IGNORE)
+    # the lessons ship as data files of the distribution
+    shutil.copytree(ROOT / "notebooks", src / "mmkit" / "notebooks", ignore=_IGNORE)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, src / "mmkit" / name)
