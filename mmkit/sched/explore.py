@@ -9,8 +9,9 @@ steps read and wrote), and two prefixes that reach the same state have the same 
 the second is not explored again.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
-failing kind (use-after-free, stale TLB, BUG, lost mapping, deadlock) is recorded. The shortest failing schedule is reported as a short
-string (``"H H P H P"``) that :func:`replay` reproduces exactly.
+failing kind (use-after-free, stale TLB, BUG, lost mapping, deadlock) is recorded. The
+shortest failing schedule is reported as a short string (``"H H P H P"``) that
+:func:`replay` reproduces exactly.
 
 >>> # see tests/test_explore.py and mmkit.scenarios for real scenarios
 """
