@@ -2,15 +2,25 @@
 
 Every simulated kernel operation is a generator that yields a :class:`Step` at each point
 where another CPU could observe or interfere: an entry read or written, a page allocated or
-freed, a TLB invalidation, a lock taken or released, a warning. Driving the generator to the
-end runs the operation; driving it one step at a time is what the stepping widget and the
-scheduler do. A *coarse* step covers a run of alike entries of one table page
-(``count > 1``) so that large runs stay fast; ``Step.expand()`` turns it into the per-entry
-steps it stands for.
+freed, a TLB invalidation, a lock taken or released, a warning. The convention is **yield,
+then perform**: a generator yields the step it is *about to* take, and resuming it performs
+exactly that step (and then runs on to its next yield, doing nothing else that another CPU
+could see on the way). So whoever drives the generator always knows every operation's next
+step before it happens: a scheduler can ``peek()`` at it, or hold back a thread whose next
+step takes a lock that is held. What is only known once the step is performed (the value a
+read returned, the old value a write overwrote, the pfn an allocation got, the outcome of a
+data access) is filled into the yielded object then: a step is *complete* once the generator
+has been resumed past it (for the last one, when the generator returns).
+
+Driving the generator to the end runs the operation; driving it one step at a time is what
+the stepping widget and the scheduler do. A *coarse* step covers a run of alike entries of
+one table page (``count > 1``) so that large runs stay fast; the whole run is performed when
+the step is; ``Step.expand()`` turns it into the per-entry steps it stands for.
 
 A :class:`KernelEvent` is what the simulated kernel would print in its log: a ``WARN_ON``
 splat, a ``BUG``, a KASAN use-after-free report. Kernel bugs never raise in Python; they are
-recorded and the machine carries on (or stops the operation, as the kernel's ``BUG`` would).
+recorded when the step that detects them is performed, and the machine carries on (or stops
+the operation, as the kernel's ``BUG`` would).
 
 >>> s = Step("write", "unmap_hotplug_pte_range", "pte_clear(&init_mm, addr, ptep)",
 ...          level="pte", va=0xffff000040000000, table=0x41000, index=0, count=4,
@@ -28,7 +38,7 @@ from typing import Literal
 __all__ = ["ACTIONS", "Action", "KernelEvent", "Step"]
 
 Action = Literal[
-    "call",  # entering a kernel function (a frame a stepping view can show)
+    "call",  # entering or leaving a kernel function (a frame a stepping view can show)
     "read",  # READ_ONCE of a table entry
     "write",  # set_pte / pmd_clear / __pmd_populate ...
     "alloc",  # a page allocated (table page or backing page)
@@ -65,7 +75,7 @@ ACTIONS: tuple[str, ...] = (
 
 @dataclass(slots=True)
 class Step:
-    """What one step of a simulated kernel operation did.
+    """One step of a simulated kernel operation: what it is about to do, then what it did.
 
     ``table`` is the page frame number of the table page touched and ``index`` the first
     entry; ``count`` entries from there were read or written (1 for a fine step). For a
@@ -74,10 +84,18 @@ class Step:
     address advances by ``stride`` per entry, the attributes stay. ``va`` is the first
     virtual address concerned and ``va_step`` what each entry maps. For ``alloc``/``free``,
     ``pfn`` and ``size`` say which pages; for ``tlbi``, ``count`` is the number of TLBI
-    instructions and ``note`` their kind (``"vaale1is"``, ``"vaae1is"``, ``"vmalle1is"``).
+    instructions and ``note`` their kind (``"vaale1is"``, ``"vaae1is"``, ``"vmalle1is"``);
+    for ``lock``, ``note`` is ``"name:mode"`` (mode ``exclusive``, ``read`` or ``write``) and
+    for ``unlock`` the lock's name.
 
-    Steps are records: treat them as immutable (they are not frozen only because a frozen
-    dataclass costs twice as much to build, and hot paths build hundreds of thousands).
+    A step is yielded *before* it is performed (see the module docstring). The fields that
+    only performing it can tell are filled in then: ``old`` for a read (what it read) or a
+    write (what it overwrote; for a coarse write, what the first entry held), ``pfn`` for an
+    allocation, the line and translation of an ``access``, a ``note`` with a result. So a step
+    is *complete* once its generator has been resumed past it; before that it says what is
+    about to happen. Complete steps are records: treat them as immutable (a Step is a mutable
+    slots dataclass so that performing can fill it in, and because a frozen dataclass costs
+    twice as much to build; hot paths build hundreds of thousands).
     """
 
     action: Action
@@ -152,7 +170,8 @@ class KernelEvent:
     pfn: int | None = None
     freed_by: str | None = None
     thread: str = ""
-    step: int | None = None  #: index in the machine's history when recorded
+    #: index in the machine's history of the step being performed when it was recorded
+    step: int | None = None
 
     def report(self) -> str:
         """The event as the kernel log would show it (KASAN-style for use-after-free)."""

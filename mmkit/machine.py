@@ -7,9 +7,12 @@ permissions, the linear map of boot memory (blocks and contiguous hints where al
 fixmap tables, the vmemmap of boot memory and a few vmalloc areas. Then
 ``arch_add_memory`` / ``arch_remove_memory`` change it, step by step.
 
-Every operation is a generator of :class:`~mmkit.events.Step`; ``run()`` drives one to the
-end, a stepping view drives it one step at a time. Kernel bugs (``WARN_ON``, ``BUG_ON``,
-use-after-free) are :class:`~mmkit.events.KernelEvent` records in ``machine.events``.
+Every operation is a generator of :class:`~mmkit.events.Step` that yields each step *before*
+performing it (yield, then perform: resuming the generator performs the step it yielded, and
+nothing else, before the next yield); ``run()`` drives one to the end, a stepping view or the
+scheduler drives it one step at a time and can see each next step before it is taken. Kernel
+bugs (``WARN_ON``, ``BUG_ON``, use-after-free) are :class:`~mmkit.events.KernelEvent` records
+in ``machine.events``, recorded when the step that detects them is performed.
 
 >>> m = Machine("arm64-4k-48", memory=[(0x4000_0000, 2 << 30)])
 >>> before = len(m.table_pages())
@@ -93,7 +96,8 @@ class Machine:
         self.history: list[Step] = []
         self.stats: dict[str, int] = {"vaale1is": 0, "vaae1is": 0, "vmalle1is": 0}
         self.tlbs = [TLB() for _ in range(cpus)]
-        #: kernel locks currently held (name -> mode), as the steps took them
+        #: kernel locks currently held (name -> mode), as the lock steps took them; changed
+        #: only by :meth:`_acquire` and :meth:`_release`
         self.locks: dict[str, str] = {}
         self._last_child = -1
         self._boot_ranges = self._check_boot_memory(memory)
@@ -315,11 +319,10 @@ class Machine:
         for depth in range(len(pt.levels) - 1):
             lvl = pt.levels[depth]
             idx = lvl.index(addr)
-            if not pt.content[table][idx]:
+            if not pt.content[table][idx]:  # boot runs alone: no read step needed
                 pfn = next(statics)
-                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True, for_va=addr)
-                pt.content[table][idx] = pt.table_desc(pfn)
-                yield Step(
+                new = pt.table_desc(pfn)
+                step = Step(
                     "write",
                     "early_fixmap_init",
                     f"__{lvl.name}_populate({lvl.name}p, "
@@ -328,15 +331,27 @@ class Machine:
                     addr,
                     table,
                     idx,
-                    old=0,
-                    new=int(pt.content[table][idx]),
+                    new=new,
                 )
+                yield step
+                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True, for_va=addr)
+                step.old = int(pt.content[table][idx])
+                pt.content[table][idx] = new
             table = pt.next_table(int(pt.content[table][idx]))
         # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
         from mmkit.pgtable.mapping import create_pgd_mapping
 
         fdt_va = (self.macros["FIXADDR_TOP"] - (4 << 20)) & ~(self.page_size - 1)
+        step = Step(
+            "alloc",
+            "setup_machine_fdt",
+            "memblock_reserve(dt_phys, size)",
+            size=64 << 10,
+            note="fdt",
+        )
+        yield step
         fdt_pa = self._memblock_alloc(64 << 10, "fdt")
+        step.pfn = fdt_pa >> self.desc.page_shift
         yield from create_pgd_mapping(
             self,
             fdt_pa,
@@ -359,51 +374,44 @@ class Machine:
 
     # ------------------------------------------------------------ primitives
     def alloc_table(self, depth: int, va: int, fn: str, *, boot: bool = False) -> Iterator[Step]:
-        """``pgtable_alloc()``: a zeroed table page (memblock at boot, buddy after)."""
+        """``pgtable_alloc()``: a zeroed table page (memblock at boot, buddy after).
+
+        Yields the ``alloc`` step, then allocates (``step.pfn``); returns the pfn."""
         name = self.pgtables.levels[depth].name
+        src = "early_pgtable_alloc" if boot else "__pgd_pgtable_alloc"
+        step = Step(
+            "alloc", fn, f"{src}({name.upper()}_SHIFT)", name, va, size=self.page_size, note="table"
+        )
+        yield step
         if boot:
             pfn = self._memblock_alloc(self.page_size, f"boot {name} table") >> self.desc.page_shift
-            src = "early_pgtable_alloc"
         else:
             pfn = self.physmem.alloc_pages(0, "table", f"{name} table")
-            src = "__pgd_pgtable_alloc"
         self.pgtables.new_table(
             pfn, depth, va & ~(self.pgtables.span(depth) - 1) & _M64, boot=boot, for_va=va
         )
-        yield Step(
-            "alloc",
-            fn,
-            f"{src}({name.upper()}_SHIFT)",
-            name,
-            va,
-            pfn=pfn,
-            size=self.page_size,
-            note="table",
-        )
+        step.pfn = pfn
         return pfn
 
     def alloc_backing(
         self, order: int, owner: str, fn: str, *, boot: bool = False
     ) -> Iterator[Step]:
-        """A block of ``2**order`` pages backing a kernel mapping (vmemmap, vmalloc)."""
+        """A block of ``2**order`` pages backing a kernel mapping (vmemmap, vmalloc).
+
+        Yields the ``alloc`` step, then allocates (``step.pfn``); returns the first pfn."""
         size = self.page_size << order
+        step = Step("alloc", fn, f"alloc {size:#x} bytes for {owner}", size=size, note=owner)
+        yield step
         if boot:
             pfn = self._memblock_alloc(size, f"boot {owner}") >> self.desc.page_shift
         else:
             pfn = self.physmem.alloc_pages(order, "backing", owner)
-        yield Step(
-            "alloc", fn, f"alloc {size:#x} bytes for {owner}", pfn=pfn, size=size, note=owner
-        )
+        step.pfn = pfn
         return pfn
 
     def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
         """``free_hotplug_pgtable_page()``: WARN on a reserved (boot) page, then free it."""
-        info = self.pgtables.drop_table(pfn)
-        frame = self.physmem.frame(pfn)
-        if frame is not None and frame.state == "reserved":
-            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
-        else:
-            self.physmem.free_pages(pfn, 0, fn)
+        info = self.pgtables.info[pfn]
         yield Step(
             "free",
             fn,
@@ -414,11 +422,26 @@ class Machine:
             size=self.page_size,
             note="table",
         )
+        self.pgtables.drop_table(pfn)
+        frame = self.physmem.frame(pfn)
+        if frame is not None and frame.state == "reserved":
+            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
+        else:
+            self.physmem.free_pages(pfn, 0, fn)
 
     def free_backing(self, pfn: int, order: int, fn: str, va: int) -> Iterator[Step]:
         """``free_hotplug_page_range(page, size)``."""
-        frame = self.physmem.frame(pfn)
         size = self.page_size << order
+        yield Step(
+            "free",
+            fn,
+            f"free_pages(page_address(page), get_order({size:#x}))",
+            va=va,
+            pfn=pfn,
+            size=size,
+            note="backing",
+        )
+        frame = self.physmem.frame(pfn)
         if frame is None or frame.state == "reserved":
             self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {pfn:#x}", pfn=pfn, va=va)
         elif frame.state == "free":
@@ -432,28 +455,16 @@ class Machine:
             )
         else:
             self.physmem.free_pages(pfn, order, fn)
-        yield Step(
-            "free",
-            fn,
-            f"free_pages(page_address(page), get_order({size:#x}))",
-            va=va,
-            pfn=pfn,
-            size=size,
-            note="backing",
-        )
 
     def flush_tlb_kernel_range(self, fn: str, start: int, end: int) -> Iterator[Step]:
         """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
         pages = (end - start) >> self.desc.page_shift
         if end - start > self.macros["MAX_TLBI_OPS"] * self.page_size:
+            yield Step("tlbi", fn, "flush_tlb_all()", va=start, count=1, note="vmalle1is")
             self.stats["vmalle1is"] += 1
             for tlb in self.tlbs:
                 tlb.flush_all()
-            yield Step("tlbi", fn, "flush_tlb_all()", va=start, count=1, note="vmalle1is")
             return
-        self.stats["vaale1is"] += pages
-        for tlb in self.tlbs:
-            tlb.flush_range(start, end)
         yield Step(
             "tlbi",
             fn,
@@ -462,13 +473,13 @@ class Machine:
             count=pages,
             note="vaale1is",
         )
+        self.stats["vaale1is"] += pages
+        for tlb in self.tlbs:
+            tlb.flush_range(start, end)
 
     def flush_tlb_pages(self, fn: str, va: int, count: int, size: int) -> Iterator[Step]:
         """``count`` calls of ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``, one per
         entry of a run (one TLBI VAALE1IS each), as one step."""
-        self.stats["vaale1is"] += count
-        for tlb in self.tlbs:
-            tlb.flush_range(va, va + count * size)
         yield Step(
             "tlbi",
             fn,
@@ -478,33 +489,61 @@ class Machine:
             note="vaale1is",
             va_step=size,
         )
+        self.stats["vaale1is"] += count
+        for tlb in self.tlbs:
+            tlb.flush_range(va, va + count * size)
 
     def flush_tlb_kernel_pgtable(self, fn: str, addr: int) -> Iterator[Step]:
         """``__flush_tlb_kernel_pgtable(addr)``: one TLBI VAAE1IS, all levels."""
-        self.stats["vaae1is"] += 1
-        for tlb in self.tlbs:
-            tlb.flush_walk(addr)
         yield Step(
             "tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1, note="vaae1is"
         )
+        self.stats["vaae1is"] += 1
+        for tlb in self.tlbs:
+            tlb.flush_walk(addr)
 
+    # ------------------------------------------------------------------ locks
     def lock(self, fn: str, name: str, mode: str = "exclusive") -> Iterator[Step]:
-        """Take a kernel lock (a step; the scheduler makes it block)."""
-        self.locks[name] = mode
-        yield Step(
+        """Take kernel lock ``name`` in ``mode`` (``exclusive``, ``read`` or ``write``).
+
+        The ``lock`` step (``note`` ``"name:mode"``) is yielded before the lock is taken, so
+        a scheduler sees the request first and may hold the thread back while
+        :meth:`lock_available` says no; resuming takes the lock."""
+        step = Step(
             "lock",
             fn,
             f"lock({name})" if mode == "exclusive" else f"{mode}_lock({name})",
-            note=name,
+            note=f"{name}:{mode}",
         )
+        yield step
+        self._acquire(name, mode, step.thread)
 
     def unlock(self, fn: str, name: str) -> Iterator[Step]:
+        """Release kernel lock ``name`` (the ``unlock`` step, then the release)."""
+        step = Step("unlock", fn, f"unlock({name})", note=name)
+        yield step
+        self._release(name, step.thread)
+
+    def lock_available(self, name: str, mode: str, thread: str = "") -> bool:
+        """Whether ``thread`` could take ``name`` in ``mode`` now. Nothing blocks on its own
+        (``run()`` drives one operation at a time), so always True; a scheduler that
+        interleaves threads overrides this to block a thread on a lock that is held."""
+        return True
+
+    def _acquire(self, name: str, mode: str, thread: str = "") -> None:
+        """The one place a lock is taken (``locks`` bookkeeping)."""
+        self.locks[name] = mode
+
+    def _release(self, name: str, thread: str = "") -> None:
+        """The one place a lock is released (``locks`` bookkeeping)."""
         self.locks.pop(name, None)
-        yield Step("unlock", fn, f"unlock({name})", note=name)
 
     # ----------------------------------------------------------------- events
     def record_event(self, kind: str, fn: str, message: str, **kw: Any) -> KernelEvent:
-        ev = KernelEvent(kind, fn, message, step=len(self.history), **kw)
+        # the step being performed is the last one appended (yield, then perform)
+        ev = KernelEvent(
+            kind, fn, message, step=len(self.history) - 1 if self.history else None, **kw
+        )
         self.events.append(ev)
         return ev
 
@@ -517,7 +556,9 @@ class Machine:
     # ------------------------------------------------------------------- run
     def run(self, op: Iterator[Step], *, record: bool | None = None) -> int:
         """Drive ``op`` to completion; returns the number of steps. Steps go to
-        ``history`` when recording is on."""
+        ``history`` when recording is on, each as it is yielded: it is complete (performed,
+        results filled in) once the next one has been asked for, the last one when ``op``
+        returns."""
         keep = self.record if record is None else record
         n = 0
         if keep:
@@ -531,7 +572,8 @@ class Machine:
 
     def access(self, va: int, cpu: int = 0) -> int | None:
         """Load from ``va`` on ``cpu`` through its TLB (see :func:`mmkit.pgtable.tlb.access`);
-        returns the physical address or None on a translation fault."""
+        returns the physical address or None on a translation fault. Its one step goes to
+        ``history`` (when recording) as :meth:`run` adds steps."""
         from mmkit.pgtable.tlb import access
 
         op = access(self, va, cpu)
@@ -625,7 +667,8 @@ class Machine:
     def arch_add_memory(self, start: int, size: int) -> Iterator[Step]:
         """``arch_add_memory(nid, start, size, params)`` (v5.7; V7 has the same body):
         linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
-        fails the linear map is torn down again and ``-ENOMEM`` is raised."""
+        fails the linear map is torn down again and ``-ENOMEM`` is raised. The last step,
+        ``return 0``, records the range in ``hotplugged`` when performed."""
         from mmkit.pgtable.mapping import (
             NO_BLOCK_MAPPINGS,
             NO_CONT_MAPPINGS,
@@ -654,6 +697,7 @@ class Machine:
                 yield from self._remove_pgd_mapping(self.lm_va(start), size)
                 self.added_sections_leaked = (s - start) // sec
                 raise
+        yield Step("call", fn, "return 0", va=self.lm_va(start))
         self.hotplugged.append((start, size))
         self.hotplugged.sort()
 
@@ -712,7 +756,8 @@ class Machine:
 
     def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
         """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
-        section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map."""
+        section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map. The
+        last step, ``return``, takes the range out of ``hotplugged`` when performed."""
         yield Step(
             "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
         )
@@ -723,6 +768,7 @@ class Machine:
                 self.vmemmap_va((s + sec) >> self.desc.page_shift),
             )
         yield from self._remove_pgd_mapping(self.lm_va(start), size)
+        yield Step("call", "arch_remove_memory", "return", va=self.lm_va(start))
         kept: list[tuple[int, int]] = []
         for s, n in self.hotplugged:
             for lo, hi in ((s, min(s + n, start)), (max(s, start + size), s + n)):

@@ -19,6 +19,12 @@ Models ``mm/memory_hotplug.c`` (``add_memory`` → ``add_memory_resource``, ``re
 * **v5.7, v6.1**: as v5.5, with the devices removed before ``mem_hotplug_begin()`` (D.
   Hildenbrand's lock move) and boot memory refusing to go offline.
 
+Each step is yielded before it is performed (yield, then perform; see :mod:`mmkit.events`):
+a lock is taken, a memblock range added or removed, a device registered, a sysfs link made
+or removed when its step is resumed. What only performing tells is filled in then (the node
+``get_nid_for_pfn()`` found, a link that failed with ``-EEXIST``). The checks that refuse an
+operation with a typed error run before its first step, so a refused operation yields none.
+
 Simplifications: one NUMA node per add, no ZONE_DEVICE, no altmap; the page allocator's
 migration on offline is reduced to one fact per block (does it hold unmovable kernel
 allocations?). arm64's hot-remove code (patch 3/3) is used for every kernel version.
@@ -133,60 +139,65 @@ def add_memory(m: Machine, nid: int, start: int, size: int) -> Iterator[Step]:
     m.resources.append((start, start + size))
     fn = "add_memory_resource"
     yield from m.lock(fn, "mem_hotplug_lock", mode="write")
-    m.memblock.add_node(start, size, nid)
     yield _step("memblock", fn, f"memblock_add_node({start:#x}, {size:#x}, {nid})", note="memory")
-    new_node = nid not in m.nodes_online
+    m.memblock.add_node(start, size, nid)
     try:
         yield from m.arch_add_memory(start, size)
     except Exception:
-        m.memblock.remove(start, size)  # the error path: memblock_remove, release
+        # the error path: memblock_remove, release the resource, unlock
+        yield _step("memblock", fn, f"memblock_remove({start:#x}, {size:#x})", note="memory")
+        m.memblock.remove(start, size)
+        yield _step("call", fn, f"release_memory_resource({start:#x}, {size:#x})")
         m.resources.remove((start, start + size))
         yield from m.unlock(fn, "mem_hotplug_lock")
         yield from m.unlock("add_memory", "device_hotplug_lock")
         raise
-    for s in _sections_of(m, start, size):  # sparse_add_section → section_activate
+    sections = _sections_of(m, start, size)
+    # __add_pages → sparse_add_section → section_mark_present, for the sections just mapped
+    yield _step(
+        "call",
+        "__add_pages",
+        f"sparse_add_section() x {len(sections)}: section_mark_present(sections "
+        f"{sections.start}..{sections.stop - 1})",
+    )
+    for s in sections:
         m.sections[s] = MemSection(s, early=False, online=False, nid=nid)
     per = m.desc.memory_block_size >> m.macros["SECTION_SIZE_BITS"]
     for b in _blocks_of(m, start, size):  # create_memory_block_devices
+        yield _step("device", "create_memory_block_devices", f"register_memory(memory{b})")
         m.blocks[b] = MemoryBlock(b, b * per, b * per + per - 1)
         m.sysfs.register_memory(b)
-        yield _step("device", "create_memory_block_devices", f"register_memory(memory{b})")
-    if new_node:
+    if nid not in m.nodes_online:
+        yield _step("device", fn, f"__register_one_node({nid})")
         m.nodes_online.add(nid)
         m.sysfs.register_node(nid)
-        yield _step("device", fn, f"__register_one_node({nid})")
     # link_mem_sections → register_mem_sect_under_node for each block; BUG_ON(ret)
     for b in _blocks_of(m, start, size):
         blk = m.blocks[b]
-        blk.nid = nid
-        try:
-            m.sysfs.create_link(("node", nid), ("memory", b))
-            yield _step(
-                "sysfs",
-                "register_mem_sect_under_node",
-                f"sysfs_create_link_nowarn(node{nid}, memory{b})",
+        links = (
+            (("node", nid), ("memory", b), f"node{nid}, memory{b}"),
+            (("memory", b), ("node", nid), f"memory{b}, node{nid}"),
+        )
+        for i, (src, dst, args) in enumerate(links):
+            step = _step(
+                "sysfs", "register_mem_sect_under_node", f"sysfs_create_link_nowarn({args})"
             )
-            m.sysfs.create_link(("memory", b), ("node", nid))
-            yield _step(
-                "sysfs",
-                "register_mem_sect_under_node",
-                f"sysfs_create_link_nowarn(memory{b}, node{nid})",
-            )
-        except Exists as err:
-            yield _step(
-                "sysfs",
-                "register_mem_sect_under_node",
-                f"sysfs_create_link_nowarn(...) = -EEXIST: {err}",
-            )
-            m.oops = m.record_event(
-                "bug",
-                "add_memory_resource",
-                "kernel BUG at mm/memory_hotplug.c: BUG_ON(ret) after link_mem_sections() "
-                f"returned -EEXIST (-17) for memory{b} under node{nid}: a stale sysfs link",
-                pfn=start >> m.desc.page_shift,
-            )
-            yield _step("bug", "add_memory_resource", "BUG_ON(ret)")
-            return  # the task dies here, still holding mem_hotplug_lock
+            yield step
+            if i == 0:
+                blk.nid = nid
+            try:
+                m.sysfs.create_link(src, dst)
+            except Exists as err:
+                step.line += f" = -EEXIST: {err}"
+                yield _step("bug", "add_memory_resource", "BUG_ON(ret)")
+                m.oops = m.record_event(
+                    "bug",
+                    "add_memory_resource",
+                    "kernel BUG at mm/memory_hotplug.c: BUG_ON(ret) after link_mem_sections() "
+                    f"returned -EEXIST (-17) for memory{b} under node{nid}: a stale sysfs link",
+                    pfn=start >> m.desc.page_shift,
+                )
+                return  # the task dies here, still holding mem_hotplug_lock
     yield _step("call", fn, 'firmware_map_add_hotplug(start, start + size, "System RAM")')
     yield from m.unlock(fn, "mem_hotplug_lock")
     if m.online_type != "offline":  # walk_memory_blocks(..., online_memory_block)
@@ -207,11 +218,11 @@ def online_memory_block(m: Machine, block_id: int, online_type: str = "online") 
         return  # memory_subsys_online(): already online is success
     fn = "online_pages"
     yield from m.lock(fn, "mem_hotplug_lock", mode="write")
+    yield _step("device", fn, f"memory{block_id}: offline -> online ({online_type})")
     for s in range(blk.start_section_nr, blk.end_section_nr + 1):
         m.sections[s].online = True
     blk.state = "online"
     blk.online_type = online_type
-    yield _step("device", fn, f"memory{block_id}: offline -> online ({online_type})")
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
@@ -239,12 +250,12 @@ def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
         )
     fn = "offline_pages"
     yield from m.lock(fn, "mem_hotplug_lock", mode="write")
-    blk.state = "going-offline"
     yield _step("device", fn, f"memory{block_id}: MEM_GOING_OFFLINE")
+    blk.state = "going-offline"
+    yield _step("device", fn, f"memory{block_id}: MEM_OFFLINE")
     for s in range(blk.start_section_nr, blk.end_section_nr + 1):
         m.sections[s].online = False
     blk.state = "offline"
-    yield _step("device", fn, f"memory{block_id}: MEM_OFFLINE")
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
@@ -257,14 +268,11 @@ def _unregister_under_nodes(m: Machine, blk: MemoryBlock) -> Iterator[Step]:
         shift = m.macros["SECTION_SIZE_BITS"] - m.desc.page_shift
         seen: set[int] = set()
         for pfn in range(blk.start_section_nr << shift, (blk.end_section_nr << shift) + 1):
+            step = _step("read", fn, f"nid = get_nid_for_pfn({pfn:#x})", pfn=pfn)
+            yield step
             nid = get_nid_for_pfn(m, pfn)
-            yield _step(
-                "read",
-                fn,
-                f"nid = get_nid_for_pfn({pfn:#x}) = {nid}",
-                pfn=pfn,
-                note=f"pfn_valid={m.pfn_valid(pfn)}",
-            )
+            step.line += f" = {nid}"
+            step.note = f"pfn_valid={m.pfn_valid(pfn)}"
             if nid < 0 or nid not in m.nodes_online or nid in seen:
                 continue
             seen.add(nid)
@@ -276,31 +284,39 @@ def _unregister_under_nodes(m: Machine, blk: MemoryBlock) -> Iterator[Step]:
 
 
 def _remove_links(m: Machine, block_id: int, nid: int, fn: str) -> Iterator[Step]:
-    m.sysfs.remove_link(("node", nid), ("memory", block_id))
     yield _step("sysfs", fn, f"sysfs_remove_link(node{nid}, memory{block_id})")
-    m.sysfs.remove_link(("memory", block_id), ("node", nid))
+    m.sysfs.remove_link(("node", nid), ("memory", block_id))
     yield _step("sysfs", fn, f"sysfs_remove_link(memory{block_id}, node{nid})")
+    m.sysfs.remove_link(("memory", block_id), ("node", nid))
 
 
 def _remove_memory_block_devices(m: Machine, start: int, size: int) -> Iterator[Step]:
     for b in _blocks_of(m, start, size):
         blk = m.blocks[b]
         yield from _unregister_under_nodes(m, blk)
+        yield _step("device", "remove_memory_block_devices", f"unregister_memory(memory{b})")
         m.sysfs.unregister_memory(b)
         del m.blocks[b]
-        yield _step("device", "remove_memory_block_devices", f"unregister_memory(memory{b})")
 
 
 def _memblock_free_remove(m: Machine, start: int, size: int, fn: str) -> Iterator[Step]:
-    m.memblock.free(start, size)
     yield _step("memblock", fn, f"memblock_free({start:#x}, {size:#x})", note="reserved")
-    m.memblock.remove(start, size)
+    m.memblock.free(start, size)
     yield _step("memblock", fn, f"memblock_remove({start:#x}, {size:#x})", note="memory")
+    m.memblock.remove(start, size)
 
 
 def _arch_remove(m: Machine, start: int, size: int) -> Iterator[Step]:
     yield from m.arch_remove_memory(start, size)
-    for s in _sections_of(m, start, size):  # __remove_pages → sparse_remove_section
+    sections = _sections_of(m, start, size)
+    # __remove_pages → sparse_remove_section, for the sections just unmapped
+    yield _step(
+        "call",
+        "__remove_pages",
+        f"sparse_remove_section() x {len(sections)} (sections "
+        f"{sections.start}..{sections.stop - 1})",
+    )
+    for s in sections:
         m.sections.pop(s, None)
 
 
@@ -326,8 +342,8 @@ def remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
             yield from _memblock_free_remove(m, start, size, fn)
             yield from _remove_memory_block_devices(m, start, size)
             yield from _arch_remove(m, start, size)
-    m.resources.remove((start, start + size))
     yield _step("call", fn, f"__release_memory_resource({start:#x}, {size:#x})")
+    m.resources.remove((start, start + size))
     yield _step("call", fn, "try_offline_node(nid)")
     yield from m.unlock(fn, "mem_hotplug_lock")
     yield from m.unlock("remove_memory", "device_hotplug_lock")
@@ -353,8 +369,7 @@ def allocate_unmovable(m: Machine, block_id: int) -> None:
     if blk.state != "online":
         raise Busy(f"memory{block_id} is {blk.state}: nothing can be allocated from it")
     if blk.online_type == "online_movable":
-        raise Busy(f"memory{block_id} is in ZONE_MOVABLE: unmovable allocations never land "
-                   "there")
+        raise Busy(f"memory{block_id} is in ZONE_MOVABLE: unmovable allocations never land there")
     blk.unmovable = True
 
 

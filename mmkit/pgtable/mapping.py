@@ -7,9 +7,14 @@ puts them (PMD sections for every granule, 1 GiB PUD blocks with 4K), the contig
 aligned runs, both unless the flags forbid them (``NO_BLOCK_MAPPINGS`` / ``NO_CONT_MAPPINGS``,
 which ``arch_add_memory()`` passes when ``rodata_full`` or debug_pagealloc is on).
 
+Each step is yielded before it is performed (yield, then perform; see :mod:`mmkit.events`):
+an entry is read when its ``read`` step is resumed, and what follows (allocate a table, or
+follow the one found; BUG on a block) is decided from the value read then; a write takes
+place when its step is resumed, its ``old`` filled with what it overwrote.
+
 Simplification: a run of entries written in one table page is one coarse step (see
 :class:`~mmkit.events.Step`); the kernel's per-entry ``pgattr_change_is_safe()`` BUG check is
-made on the whole run.
+made on the whole run, when the run's first entry is written.
 """
 
 from __future__ import annotations
@@ -54,10 +59,9 @@ def _child_table(
     """
     pt = m.pgtables
     arr = pt.content[table]
-    raw = int(arr[idx])
     level = pt.levels[depth]
     child_level = pt.levels[depth + 1]
-    yield Step(
+    step = Step(
         "read",
         fn,
         f"{level.name} = READ_ONCE(*{level.name}p)",
@@ -65,13 +69,13 @@ def _child_table(
         va_base,
         table,
         idx,
-        old=raw,
     )
+    yield step
+    raw = step.old = int(arr[idx])
     if raw == 0:
         pfn = yield from m.alloc_table(depth + 1, va_base, fn, boot=boot)
         new = pt.table_desc(pfn)
-        arr[idx] = new
-        yield Step(
+        step = Step(
             "write",
             fn,
             f"__{level.name}_populate({level.name}p, "
@@ -80,9 +84,11 @@ def _child_table(
             va_base,
             table,
             idx,
-            old=0,
             new=new,
         )
+        yield step
+        step.old = int(arr[idx])
+        arr[idx] = new
         m._last_child = pfn
         return
     if pt.is_sect(raw):
@@ -109,26 +115,16 @@ def _write_run(
     fn: str,
     line: str,
 ) -> Iterator[Step]:
-    """Write ``count`` linear entries ``first + i * stride`` from ``idx`` (one coarse step)."""
+    """Write ``count`` linear entries ``first + i * stride`` from ``idx`` (one coarse step,
+    or one step per entry when ``m.fine``). The first write checks the whole run: a live
+    entry remapped elsewhere is a BUG, and nothing of the run is written."""
     pt = m.pgtables
     arr = pt.content[table]
     level = pt.levels[depth]
     new = np.arange(first, first + count * stride, stride, dtype=_U64)
-    old = arr[idx : idx + count]
-    if np.count_nonzero(old) and not np.array_equal(old, new):
-        # pgattr_change_is_safe(): once populated only permission changes are allowed
-        m.bug(
-            fn,
-            f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
-            "live entry to another address",
-            va=va,
-        )
-        return
-    if m.fine:  # one step per entry, each write done when its step is taken
+    if m.fine:  # one step per entry, each write done when its step is resumed
         for i in range(count):
-            before = int(arr[idx + i])
-            arr[idx + i] = new[i]
-            yield Step(
+            step = Step(
                 "write",
                 fn,
                 line,
@@ -136,13 +132,15 @@ def _write_run(
                 va + i * level.entry_size,
                 table,
                 idx + i,
-                old=before,
                 new=first + i * stride,
             )
+            yield step
+            if i == 0 and not _change_is_safe(m, arr[idx : idx + count], new, va, fn):
+                return
+            step.old = int(arr[idx + i])
+            arr[idx + i] = new[i]
         return
-    old0 = int(old[0])
-    arr[idx : idx + count] = new
-    yield Step(
+    step = Step(
         "write",
         fn,
         line,
@@ -151,11 +149,30 @@ def _write_run(
         table,
         idx,
         count=count,
-        old=old0,
         new=first,
         stride=stride,
         va_step=level.entry_size,
     )
+    yield step
+    old = arr[idx : idx + count]
+    if not _change_is_safe(m, old, new, va, fn):
+        return
+    step.old = int(old[0])
+    arr[idx : idx + count] = new
+
+
+def _change_is_safe(m: Machine, old: np.ndarray, new: np.ndarray, va: int, fn: str) -> bool:
+    """``pgattr_change_is_safe()`` over a run: once populated only permission changes are
+    allowed; BUG (recorded) and False otherwise."""
+    if np.count_nonzero(old) and not np.array_equal(old, new):
+        m.bug(
+            fn,
+            f"BUG_ON(!pgattr_change_is_safe(old, new)) for va {va:#x}: remapping a "
+            "live entry to another address",
+            va=va,
+        )
+        return False
+    return True
 
 
 def _map_level(
@@ -262,7 +279,7 @@ def create_pgd_mapping(
     Maps ``[virt, virt + size)`` to ``phys`` with ``prot`` (leaf attributes as for a page;
     blocks get ``mk_pmd_sect_prot``). ``boot=True`` allocates tables from memblock.
     """
-    yield Step(
+    yield Step(  # performing it: the alignment check
         "call",
         "__create_pgd_mapping",
         f"__create_pgd_mapping(swapper_pg_dir, "
@@ -309,8 +326,7 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
         lvl = pt.levels[target]
         idx = lvl.index(addr)
         arr = pt.content[table]
-        raw = int(arr[idx])
-        yield Step(
+        read = Step(
             "read",
             fn,
             f"{lvl.name}_none(READ_ONCE(*{lvl.name}p))",
@@ -318,8 +334,9 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
             addr,
             table,
             idx,
-            old=raw,
         )
+        yield read
+        raw = read.old = int(arr[idx])
         if raw == 0:
             order = lvl.shift - pt.page_shift
             pfn = yield from m.alloc_backing(order, "vmemmap", fn, boot=boot)
@@ -329,8 +346,7 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
                 else hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
             )
             new = pt.pa_to_desc(pfn << pt.page_shift) | prot
-            arr[idx] = new
-            yield Step(
+            write = Step(
                 "write",
                 fn,
                 "pmd_set_huge(pmdp, __pa(p), __pgprot(PROT_SECT_NORMAL))"
@@ -340,7 +356,9 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
                 addr,
                 table,
                 idx,
-                old=0,
                 new=new,
             )
+            yield write
+            write.old = int(arr[idx])
+            arr[idx] = new
         addr = (addr | (step - 1)) + 1

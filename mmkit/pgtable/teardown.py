@@ -16,9 +16,16 @@ Models patch 3/3 of the series as its versions did it (the policy says which):
   entry is cleared and no TLBI follows; table pages are unhooked without a TLBI. (The V3
   code was not read; this follows its changelog and the V5 review, kernel-facts 6.5.)
 
+Each step is yielded before it is performed (yield, then perform; see :mod:`mmkit.events`):
+an entry is read when its ``read`` step is resumed and the walk goes on from the value read
+then (the window in which another CPU can change it); a clear, a TLBI or a free happens when
+its step is resumed.
+
 Simplification: a run of alike leaf entries in one table page is cleared in one coarse step,
-then invalidated, then freed (each page still sees clear → TLBI → free); ``m.fine = True``
-makes every entry its own read / clear / TLBI / free sequence, as the kernel loops.
+then invalidated, then freed (each page still sees clear → TLBI → free); the run's extent is
+taken from the entries as they are when the step is yielded, and the clear performed on
+resume stands for the READ_ONCE + clear of each entry. ``m.fine = True`` makes every entry
+its own read / clear / TLBI / free sequence, as the kernel loops.
 """
 
 from __future__ import annotations
@@ -98,65 +105,90 @@ def _unmap_leaves(
     """The PTE loop of ``unmap_hotplug_pte_range``."""
     pt = m.pgtables
     level = pt.levels[depth]
+    name = level.name
     size = level.entry_size
     i0 = level.index(addr)
     n = (end - addr + size - 1) // size
     arr = pt.content[table]
+    if m.fine:  # as the kernel loops: READ_ONCE, then (if present) clear, TLBI, free
+        for i in range(n):
+            va = addr + i * size
+            read = Step("read", fn, f"{name} = READ_ONCE(*{name}p)", name, va, table, i0 + i)
+            yield read
+            raw = read.old = int(arr[i0 + i])
+            if not raw:  # pte_none(): nothing mapped here
+                continue
+            if not raw & 1:
+                m.warn(fn, f"WARN_ON(!{name}_present({name}))", va=va)
+            yield from _clear_run(m, level, table, i0 + i, 1, va, free_mapped, fn, raw)
+        return
     vals = arr[i0 : i0 + n]
-    for a, b in [(i, i + 1) for i in range(n)] if m.fine else _runs(vals, size):
+    for a, b in _runs(vals, size):
         va = addr + a * size
-        first = int(vals[a])
         count = b - a
-        if not first:  # pte_none(): nothing mapped here
-            yield Step(
+        if not vals[a]:  # a run of none entries: READ_ONCE of each, nothing to do
+            read = Step(
                 "read",
                 fn,
-                f"{level.name} = READ_ONCE(*{level.name}p)",
-                level.name,
+                f"{name} = READ_ONCE(*{name}p)",
+                name,
                 va,
                 table,
                 i0 + a,
                 count=count,
-                old=0,
                 va_step=size,
             )
+            yield read
+            read.old = int(arr[i0 + a])
             continue
-        if m.fine:
-            yield Step(
-                "read",
-                fn,
-                f"{level.name} = READ_ONCE(*{level.name}p)",
-                level.name,
-                va,
-                table,
-                i0 + a,
-                old=first,
-            )
-        if not first & 1:
-            m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=va)
-        arr[i0 + a : i0 + b] = 0
-        # a coarse clear stands for READ_ONCE + pte_clear of each entry: ``old`` is what
-        # was read
-        yield Step(
-            "write",
-            fn,
-            f"{level.name}_clear(&init_mm, addr, {level.name}p)",
-            level.name,
-            va,
-            table,
-            i0 + a,
-            count=count,
-            old=first,
-            new=0,
-            stride=size,
-            va_step=size,
-        )
-        # flush_tlb_kernel_range(addr, addr + PAGE_SIZE) after each entry: one TLBI each
-        yield from m.flush_tlb_pages(fn, va, count, size)
-        if free_mapped:
-            pfn0 = pt.desc_to_pa(first) >> pt.page_shift
-            for i in range(count):
-                yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range", va + i * size)
+        yield from _clear_run(m, level, table, i0 + a, count, va, free_mapped, fn, None)
+
+
+def _clear_run(
+    m: Machine,
+    level,
+    table: int,
+    idx: int,
+    count: int,
+    va: int,
+    free_mapped: bool,
+    fn: str,
+    raw: int | None,
+) -> Iterator[Step]:
+    """Clear ``count`` leaf entries from ``idx``, invalidate them, free what they mapped.
+
+    ``raw`` is the entry a fine step read; for a coarse run (None) the clear stands for
+    READ_ONCE + pte_clear of each entry, and ``old`` is what the first entry held."""
+    pt = m.pgtables
+    arr = pt.content[table]
+    size = level.entry_size
+    name = level.name
+    step = Step(
+        "write",
+        fn,
+        f"{name}_clear(&init_mm, addr, {name}p)",
+        name,
+        va,
+        table,
+        idx,
+        count=count,
+        new=0,
+        stride=size,
+        va_step=size,
+    )
+    yield step
+    first = step.old = int(arr[idx])
+    if raw is None:
+        raw = first
+        if raw and not raw & 1:
+            m.warn(fn, f"WARN_ON(!{name}_present({name}))", va=va)
+    arr[idx : idx + count] = 0
+    # flush_tlb_kernel_range(addr, addr + PAGE_SIZE) after each entry: one TLBI each
+    yield from m.flush_tlb_pages(fn, va, count, size)
+    if free_mapped and raw:
+        pfn0 = pt.desc_to_pa(raw) >> pt.page_shift
+        for i in range(count):
+            yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range", va + i * size)
 
 
 def _unmap_level(
@@ -173,8 +205,7 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        raw = int(arr[idx])
-        yield Step(
+        step = Step(
             "read",
             fn,
             f"{level.name} = READ_ONCE(*{level.name}p)",
@@ -182,8 +213,9 @@ def _unmap_level(
             addr,
             table,
             idx,
-            old=raw,
         )
+        yield step
+        raw = step.old = int(arr[idx])
         if raw:
             if not raw & 1:
                 m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=addr)
@@ -199,6 +231,7 @@ def _unmap_level(
                         depth + 1,
                         table,
                         idx,
+                        child,
                         base,
                         0,
                         0,
@@ -220,6 +253,7 @@ def _unmap_block(
     fn: str,
     v3: bool,
 ) -> Iterator[Step]:
+    """Clear the block entry ``table[idx]`` (``raw``, as read), invalidate, free its pages."""
     pt = m.pgtables
     arr = pt.content[table]
     size = level.entry_size
@@ -227,8 +261,7 @@ def _unmap_block(
     order = level.shift - pt.page_shift
     if v3 and free_mapped:  # V3: the backing pages go first, the entry after, no TLBI
         yield from m.free_backing(pfn, order, "free_pagetable", base)
-    arr[idx] = 0
-    yield Step(
+    step = Step(
         "write",
         fn,
         f"{level.name}_clear({level.name}p)",
@@ -236,9 +269,11 @@ def _unmap_block(
         base,
         table,
         idx,
-        old=raw,
         new=0,
     )
+    yield step
+    step.old = int(arr[idx])
+    arr[idx] = 0
     if v3:
         return
     yield from _block_tlbi(m, fn, base, size)
@@ -275,6 +310,7 @@ def _try_free_table(
     depth: int,
     parent: int,
     pidx: int,
+    child: int,
     start: int,
     floor: int,
     ceiling: int,
@@ -284,18 +320,15 @@ def _try_free_table(
     tlbi: bool = True,
     end: int | None = None,
 ) -> Iterator[Step]:
-    """Free the table at ``depth`` hooked at ``parent[pidx]`` if it is (allowed and) empty."""
+    """Free the table ``child`` at ``depth`` (hooked at ``parent[pidx]``, as the caller read
+    it) if it is (allowed and) empty: scan it, then clear the parent entry, TLBI, free."""
     pt = m.pgtables
     parent_level = pt.levels[depth - 1]
     level = pt.levels[depth]
     mask = ~(parent_level.entry_size - 1) & _M64
     if floor_ceiling and not pgtable_range_aligned(start, end or start + 1, floor, ceiling, mask):
         return
-    raw = int(pt.content[parent][pidx])
-    child = pt.next_table(raw)
-    entries = pt.content[child][: level.ptrs]
-    used = int(np.count_nonzero(entries))
-    yield Step(
+    scan = Step(
         "read",
         fn,
         f"scan all {level.ptrs} entries: {level.name}_none(READ_ONCE({level.name}p[i]))",
@@ -304,13 +337,15 @@ def _try_free_table(
         child,
         0,
         count=level.ptrs,
-        old=int(entries[np.flatnonzero(entries)[0]]) if used else 0,
-        note=f"{used} in use",
     )
+    yield scan
+    entries = pt.content[child][: level.ptrs]
+    used = int(np.count_nonzero(entries))
+    scan.old = int(entries[np.flatnonzero(entries)[0]]) if used else 0
+    scan.note = f"{used} in use"
     if used:
         return
-    pt.content[parent][pidx] = 0
-    yield Step(
+    step = Step(
         "write",
         fn,
         f"{parent_level.name}_clear({parent_level.name}p)",
@@ -318,9 +353,11 @@ def _try_free_table(
         start & mask,
         parent,
         pidx,
-        old=raw,
         new=0,
     )
+    yield step
+    step.old = int(pt.content[parent][pidx])
+    pt.content[parent][pidx] = 0
     if tlbi:
         yield from m.flush_tlb_kernel_pgtable(fn, start & mask)
     yield from m.free_table(child, fn)
@@ -344,8 +381,7 @@ def _free_level(
     if depth == len(pt.levels) - 1:
         i0 = level.index(addr)
         n = (end - addr + size - 1) // size
-        left = int(np.count_nonzero(arr[i0 : i0 + n]))
-        yield Step(
+        step = Step(
             "read",
             fn,
             f"WARN_ON(!{level.name}_none({level.name}))  /* sanity */",
@@ -354,17 +390,18 @@ def _free_level(
             table,
             i0,
             count=n,
-            old=0,
-            note=f"{left} still set",
         )
+        yield step
+        left = int(np.count_nonzero(arr[i0 : i0 + n]))
+        step.old = 0
+        step.note = f"{left} still set"
         if left:
             m.warn(fn, f"WARN_ON(!pte_none(pte)): {left} entries still set after unmap", va=addr)
         return
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        raw = int(arr[idx])
-        yield Step(
+        step = Step(
             "read",
             fn,
             f"{level.name} = READ_ONCE(*{level.name}p)",
@@ -372,8 +409,9 @@ def _free_level(
             addr,
             table,
             idx,
-            old=raw,
         )
+        yield step
+        raw = step.old = int(arr[idx])
         if raw:
             if raw & 0b11 != 0b11:
                 m.warn(
@@ -391,6 +429,7 @@ def _free_level(
                     depth + 1,
                     table,
                     idx,
+                    child,
                     addr,
                     floor,
                     ceiling,

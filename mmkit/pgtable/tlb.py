@@ -57,12 +57,17 @@ class TLB:
 def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Step]:
     """A data access to ``va`` from ``cpu``, through its TLB and walk cache.
 
-    A TLB hit uses the cached descriptor without looking at memory; a hit whose page has
-    since been freed is a stale-TLB use-after-free. A walk-cache hit starts the walk at the
-    cached table; if that table page was freed, the walk reads freed memory. Otherwise the
-    walk starts at ``swapper_pg_dir`` and fills both caches. Returns the physical address,
-    or None on a translation fault.
+    One ``access`` step, yielded before the access is made (yield, then perform): resuming
+    it looks the TLB up and walks if needed, and fills the step in (its line says TLB hit,
+    walk or translation fault; ``table``/``index``/``old`` the entry that decided, ``pfn``
+    the page reached). A TLB hit uses the cached descriptor without looking at memory; a hit
+    whose page has since been freed is a stale-TLB use-after-free. A walk-cache hit starts
+    the walk at the cached table; if that table page was freed, the walk reads freed memory.
+    Otherwise the walk starts at ``swapper_pg_dir`` and fills both caches. Returns the
+    physical address, or None on a translation fault.
     """
+    step = Step("access", fn, f"load {va:#x}", va=va, note=f"cpu{cpu}")
+    yield step
     tlb = m.tlbs[cpu]
     pt = m.pgtables
     hit = tlb.lookup_leaf(va)
@@ -70,6 +75,8 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         base, raw, size = hit
         pa = (pt.desc_to_pa(raw) & ~(size - 1)) + (va - base)
         pfn = pa >> pt.page_shift
+        step.line = f"load {va:#x} (TLB hit)"
+        step.pfn = pfn
         frame = m.physmem.frame(pfn)
         if frame is not None and frame.state == "free":
             m.record_event(
@@ -80,7 +87,6 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
                 pfn=pfn,
                 freed_by=frame.freed_by,
             )
-        yield Step("access", fn, f"load {va:#x} (TLB hit)", va=va, pfn=pfn, note=f"cpu{cpu}")
         return pa
     levels = pt.levels
     depth, table = 0, pt.pgd_pfn
@@ -103,18 +109,9 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
             )
         idx = level.index(va)
         raw = int(pt.content[table][idx])
+        step.level, step.table, step.index, step.old = level.name, table, idx, raw
         if not raw & 1:
-            yield Step(
-                "access",
-                fn,
-                f"load {va:#x}: translation fault at level {level.hw_level}",
-                level.name,
-                va,
-                table,
-                idx,
-                old=raw,
-                note=f"cpu{cpu}",
-            )
+            step.line = f"load {va:#x}: translation fault at level {level.hw_level}"
             return None
         if depth < len(levels) - 1 and raw & 2:
             span = level.entry_size
@@ -127,16 +124,6 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         base = va & ~(size - 1)
         tlb.leaf[base] = (raw, size)
         pa = (pt.desc_to_pa(raw) & ~(size - 1)) + (va - base)
-        yield Step(
-            "access",
-            fn,
-            f"load {va:#x} (walk)",
-            level.name,
-            va,
-            table,
-            idx,
-            old=raw,
-            pfn=pa >> pt.page_shift,
-            note=f"cpu{cpu}",
-        )
+        step.line = f"load {va:#x} (walk)"
+        step.pfn = pa >> pt.page_shift
         return pa

@@ -10,7 +10,9 @@ hits ``BUG_ON(ret)`` (the V7 1/3 trace, on 5.1-rc2). **v5.4** unlinks by the blo
 nid (commit 60bb462fc7ad) and **v5.5** reorders the calls (32d1fe8fcb32): both are clean.
 
 Every step is a :class:`Frame` showing memblock, the ``pfn_valid()`` answer and the node
-found for the block's first pfn, and the sysfs links, so a learner can watch the chain form.
+found for the block's first pfn, and the sysfs links as they are once that step has been
+performed (the engine yields a step, then performs it when resumed), so a learner can watch
+the chain form.
 
 >>> frames = memblock_order("v5.3").run()
 >>> [f.pfn_valid for f in frames if "get_nid_for_pfn" in f.step.line][:1]
@@ -33,7 +35,7 @@ __all__ = ["Frame", "MemblockOrderScenario", "memblock_order"]
 
 @dataclass(frozen=True)
 class Frame:
-    """What the lesson shows after one step."""
+    """What the lesson shows after one step, once it has been performed."""
 
     operation: str  #: "add", "offline", "remove", "add again"
     step: Step
@@ -47,8 +49,9 @@ class Frame:
 class MemblockOrderScenario:
     """The add / offline / remove / add-again sequence on one kernel version."""
 
-    def __init__(self, kernel: str = "v5.3", config: str = "arm64-4k-48",
-                 policy: str = "v5.7") -> None:
+    def __init__(
+        self, kernel: str = "v5.3", config: str = "arm64-4k-48", policy: str = "v5.7"
+    ) -> None:
         self.kernel = kernel
         self.machine = Machine(config, kernel=kernel, policy=policy, online_type="online")
         self.size = self.machine.desc.memory_block_size
@@ -83,14 +86,23 @@ class MemblockOrderScenario:
         )
 
     def frames(self) -> Iterator[Frame]:
-        """Run the operations step by step, yielding a frame after each step."""
+        """Run the operations step by step, yielding a frame after each step is performed.
+
+        Each operation yields a step before performing it; the step is performed (and
+        completed) when the operation is resumed, which also brings the next step, so the
+        frame of a step is made then (for the last one, when the operation returns)."""
+        m = self.machine
         for name, start in self.operations():
-            if self.machine.oops is not None:
+            if m.oops is not None:
                 return
-            for step in start():  # type: ignore[operator]
-                before = len(self.machine.events)
-                self.machine.history.append(step)
-                yield self.frame(name, step, before - (1 if step.action == "bug" else 0))
+            op = start()  # type: ignore[operator]
+            step = next(op, None)
+            while step is not None:
+                m.history.append(step)
+                before = len(m.events)
+                nxt = next(op, None)  # performs `step`, stops at the next one
+                yield self.frame(name, step, before)
+                step = nxt
 
     def run(self) -> list[Frame]:
         return list(self.frames())
