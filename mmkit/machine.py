@@ -23,6 +23,7 @@ in ``machine.events``, recorded when the step that detects them is performed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -104,6 +105,17 @@ class Machine:
         self.hotplugged: list[tuple[int, int]] = []
         self.vmalloc_ranges: list[tuple[int, int]] = []
         self._boot(vmalloc_areas)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Machine:
+        """A copy that shares the immutable descriptor and policy (scenarios copy a prepared
+        machine instead of booting one per schedule)."""
+        memo[id(self.desc)] = self.desc
+        memo[id(self.policy)] = self.policy
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            setattr(new, key, copy.deepcopy(value, memo))
+        return new
 
     # ------------------------------------------------------------------ layout
     @property

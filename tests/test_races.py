@@ -1,0 +1,47 @@
+"""Patch 2/3's race, driven by hand through the scheduler."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmkit.scenarios.races import ptdump_race
+
+
+def ptdump_then_remove(race, ptdump_steps=3):
+    """P reads the PGD and its first tables; H runs as far as it can; then both finish."""
+    s = race.scheduler()
+    s.follow(["P"] * ptdump_steps)
+    s.run(until=lambda sc: sc.threads["H"].done or sc.blocked("H"))
+    s.run()
+    return s
+
+
+def test_without_get_online_mems_ptdump_reads_a_freed_table():
+    s = ptdump_then_remove(ptdump_race("arm64-4k-48", "naive"))
+    assert s.finished()
+    uaf = [e for e in s.machine.events if e.kind == "use-after-free"]
+    assert uaf and all(e.thread == "P" for e in uaf)
+    assert uaf[0].freed_by.startswith("free_empty_")
+    assert "KASAN: use-after-free" in uaf[0].report()
+
+
+@pytest.mark.parametrize("policy", ["v3", "v6", "v7", "v5.7"])
+def test_with_the_lock_hot_remove_waits_for_the_dump(policy):
+    race = ptdump_race("arm64-4k-48", policy)
+    s = race.scheduler()
+    s.follow(["P"] * 3)  # P holds mem_hotplug_lock for read
+    s.run(until=lambda sc: sc.blocked("H"))
+    blocked_on = s.peek()["H"]
+    assert blocked_on.action == "lock" and blocked_on.note == "mem_hotplug_lock:write"
+    s.run()
+    assert s.finished() and s.machine.events == []
+
+
+def test_replaying_the_schedule_reproduces_the_events():
+    race = ptdump_race("arm64-64k-48", "naive")
+    first = ptdump_then_remove(race, 2)
+    again = race.scheduler()
+    again.follow(first.schedule)
+    assert first.machine.events
+    assert [e.report() for e in again.machine.events] == [e.report() for e in first.machine.events]
+    assert again.schedule_string() == first.schedule_string()
