@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -90,6 +90,16 @@ def _runs(vals: np.ndarray, stride: int) -> list[tuple[int, int]]:
     cuts = np.flatnonzero(brk) + 1
     edges = [0, *cuts.tolist(), n]
     return list(itertools.pairwise(edges))
+
+
+def read_entry(
+    fn: str, level: Any, va: int, table: int, idx: int, arr: np.ndarray
+) -> Iterator[Step]:
+    """``READ_ONCE(*p?dp)`` as a step: yield it, then read (returns the value read)."""
+    step = Step("read", fn, f"{level.name} = READ_ONCE(*{level.name}p)", level.name, va, table, idx)
+    yield step
+    step.old = int(arr[idx])
+    return step.old
 
 
 def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
@@ -205,17 +215,7 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        step = Step(
-            "read",
-            fn,
-            f"{level.name} = READ_ONCE(*{level.name}p)",
-            level.name,
-            addr,
-            table,
-            idx,
-        )
-        yield step
-        raw = step.old = int(arr[idx])
+        raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
             if not raw & 1:
                 m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=addr)
@@ -401,17 +401,7 @@ def _free_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        step = Step(
-            "read",
-            fn,
-            f"{level.name} = READ_ONCE(*{level.name}p)",
-            level.name,
-            addr,
-            table,
-            idx,
-        )
-        yield step
-        raw = step.old = int(arr[idx])
+        raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
             if raw & 0b11 != 0b11:
                 m.warn(
