@@ -96,6 +96,14 @@ def run_bench(quick: bool = False) -> dict[str, float]:
     r["numpy_floor_1g_s"] = floor
     r["hotplug_1g_floor_ratio"] = t / floor
     r["hotplug_1g_ns_per_pte"] = t / ptes * 1e9
+    from mmkit.scenarios.races import ptdump_race
+
+    for policy in ("naive", "v5.7"):
+        race = ptdump_race("arm64-64k-42", policy)
+        res = race.explore(bound=2)
+        key = policy.replace(".", "")
+        r[f"explore_ptdump_race_{key}_bound2_s"] = res.seconds
+        r[f"explore_ptdump_race_{key}_states_per_s"] = res.states / res.seconds
     if not quick:
         t, floor, ptes = _hotplug(16 * _GIB, repeat=2)
         r["hotplug_16g_rodata_full_s"] = t

@@ -24,6 +24,7 @@ one reused: exactly what makes a stale pointer into it dangerous.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,6 +55,9 @@ class PhysMem:
             raise InvalidArgument("the allocator pool must be page aligned")
         self.page_shift = page_shift
         self.frames: dict[int, Frame] = {}
+        #: boot reservations as sorted (first pfn, end pfn, owner) ranges: a machine has
+        #: tens of thousands of reserved frames and nothing ever changes them
+        self.reserved: list[tuple[int, int, str]] = []
         self._free_lists: dict[int, list[int]] = {}
         self._next = pool_start >> page_shift
         self._end = pool_end >> page_shift
@@ -63,22 +67,42 @@ class PhysMem:
         #: fault injection: fail the allocation after this many more succeed (None: never)
         self.fail_after: int | None = None
 
+    def __deepcopy__(self, memo: dict[int, object]) -> PhysMem:
+        """A fast exact copy (scenarios copy a prepared machine for every schedule)."""
+        new = PhysMem.__new__(PhysMem)
+        memo[id(self)] = new
+        new.__dict__.update(self.__dict__)
+        new.frames = {
+            p: Frame(f.state, f.order, f.owner, f.freed_by) for p, f in self.frames.items()
+        }
+        new.reserved = list(self.reserved)
+        new._free_lists = {o: list(v) for o, v in self._free_lists.items()}
+        return new
+
     # ------------------------------------------------------------- inspection
     def state(self, pfn: int) -> str:
         """The frame's state; RAM without a record is plain memory (``"ram"``)."""
-        frame = self.frames.get(pfn)
+        frame = self.frame(pfn)
         return frame.state if frame else "ram"
 
     def frame(self, pfn: int) -> Frame | None:
-        return self.frames.get(pfn)
+        frame = self.frames.get(pfn)
+        if frame is not None:
+            return frame
+        i = bisect.bisect_right(self.reserved, (pfn, 1 << 62, "")) - 1
+        if i >= 0 and self.reserved[i][0] <= pfn < self.reserved[i][1]:
+            return Frame("reserved", 0, self.reserved[i][2])
+        return None
 
     def count(self, state: str) -> int:
         """How many frames (heads of blocks) are in ``state``."""
-        return sum(1 for f in self.frames.values() if f.state == state)
+        extra = sum(e - s for s, e, _ in self.reserved) if state == "reserved" else 0
+        return extra + sum(1 for f in self.frames.values() if f.state == state)
 
     def pages_in(self, state: str) -> int:
         """How many pages (blocks counted by their size) are in ``state``."""
-        return sum(1 << f.order for f in self.frames.values() if f.state == state)
+        extra = sum(e - s for s, e, _ in self.reserved) if state == "reserved" else 0
+        return extra + sum(1 << f.order for f in self.frames.values() if f.state == state)
 
     def available_pages(self) -> int:
         """Pages the allocator could still hand out (free lists plus the untouched pool)."""
@@ -91,8 +115,7 @@ class PhysMem:
     # -------------------------------------------------------------- mutation
     def reserve(self, pfn: int, npages: int, owner: str) -> None:
         """Mark ``npages`` frames from ``pfn`` as reserved at boot (memblock allocations)."""
-        for p in range(pfn, pfn + npages):
-            self.frames[p] = Frame("reserved", 0, owner)
+        bisect.insort(self.reserved, (pfn, pfn + npages, owner))
 
     def alloc_pages(self, order: int, state: str, owner: str = "") -> int:
         """Allocate a naturally aligned block of ``2**order`` pages; return its first pfn.
@@ -149,6 +172,7 @@ class PhysMem:
     def digest(self) -> tuple[object, ...]:
         """A value that changes whenever the frames or the allocator change."""
         return (
+            tuple(self.reserved),
             tuple(sorted((p, f.state, f.order, f.owner) for p, f in self.frames.items())),
             tuple(sorted((o, tuple(v)) for o, v in self._free_lists.items())),
             self._next,

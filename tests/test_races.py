@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmkit.scenarios.races import ptdump_race
+from mmkit.sched.explore import replay
 
 
 def ptdump_then_remove(race, ptdump_steps=3):
@@ -45,3 +46,21 @@ def test_replaying_the_schedule_reproduces_the_events():
     assert first.machine.events
     assert [e.report() for e in again.machine.events] == [e.report() for e in first.machine.events]
     assert again.schedule_string() == first.schedule_string()
+
+
+def test_explorer_finds_the_ptdump_race_with_one_preemption_not_zero():
+    race = ptdump_race("arm64-64k-42", "naive")
+    assert not race.explore(bound=0).found
+    result = race.explore(bound=1)
+    assert result.found and result.failing >= 1
+    assert result.haystack > result.schedules  # far fewer schedules than interleavings
+    again = replay(race.make, result.shortest)
+    assert [e.report() for e in again.machine.events] == result.events
+    switches = sum(a != b for a, b in zip(result.shortest.split(), result.shortest.split()[1:]))
+    assert switches >= 1
+
+
+@pytest.mark.parametrize("policy", ["v3", "v5.7"])
+def test_explorer_proves_the_locked_dump_safe_at_bound_two(policy):
+    result = ptdump_race("arm64-64k-42", policy).explore(bound=2)
+    assert result.complete and not result.found and result.schedules >= 3

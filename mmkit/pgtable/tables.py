@@ -76,6 +76,20 @@ class PageTables:
         self.info: dict[int, TableInfo] = {}
         self.pgd_pfn = -1
 
+    def __deepcopy__(self, memo: dict[int, object]) -> PageTables:
+        """A fast exact copy: the descriptor is shared, the frames' contents are copied."""
+        import copy
+
+        new = PageTables.__new__(PageTables)
+        memo[id(self)] = new
+        new.__dict__.update(self.__dict__)
+        new.physmem = copy.deepcopy(self.physmem, memo)
+        new.content = {p: a.copy() for p, a in self.content.items()}
+        new.info = {
+            p: TableInfo(i.depth, i.va_start, i.region, i.boot) for p, i in self.info.items()
+        }
+        return new
+
     # ------------------------------------------------------------ descriptors
     def pa_to_desc(self, pa: int) -> int:
         """``__phys_to_pte_val``: place a PA in a descriptor's output-address field."""

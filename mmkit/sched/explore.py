@@ -101,42 +101,47 @@ def explore(
     base.run()
     counts = {n: len(t.steps) for n, t in base.threads.items()}
     result = ExploreResult(bound, haystack(list(counts.values())), counts)
-    seen: set[tuple[object, ...]] = set()
-
-    def visit(prefix: list[str], last: str | None, preemptions: int) -> None:
+    seen: dict[tuple[object, ...], int] = {}
+    # Depth first without re-running every node: follow one path to its end, pushing the
+    # alternatives met on the way; a pushed alternative is replayed from a fresh copy once.
+    work: list[tuple[list[str], str | None, int]] = [([], None, 0)]
+    while work:
         if result.schedules >= max_schedules:
             result.complete = False
-            return
+            break
+        prefix, last, preemptions = work.pop()
         s = Scheduler(factory)
         s.follow(prefix)
-        failed = failing(s)
-        if failed or s.finished() or s.deadlock:
-            result.schedules += 1
-            if failed:
-                result.failing += 1
-                text = " ".join(prefix)
-                if result.shortest is None or len(prefix) < len(result.shortest.split()):
-                    result.shortest = text
-                    result.events = [e.report() for e in s.machine.events]
-            if progress and result.schedules % 500 == 0:
-                progress(result)
-            return
-        key = _state_key(s)
-        if key in seen:
-            result.cache_hits += 1
-            return
-        seen.add(key)
-        result.states += 1
-        ready = s.runnable()
-        # keep running the same thread first (no preemption), then the switches
-        order = sorted(ready, key=lambda n: (n != last, n))
-        for name in order:
-            cost = 1 if (last is not None and name != last and last in ready) else 0
-            if preemptions + cost > bound:
-                continue
-            visit([*prefix, name], name, preemptions + cost)
-
-    visit([], None, 0)
+        while True:
+            failed = failing(s)
+            if failed or s.finished() or s.deadlock:
+                result.schedules += 1
+                if failed:
+                    result.failing += 1
+                    if result.shortest is None or len(s.schedule) < len(result.shortest.split()):
+                        result.shortest = s.schedule_string()
+                        result.events = [e.report() for e in s.machine.events]
+                if progress and result.schedules % 500 == 0:
+                    progress(result)
+                break
+            # the same state reached with the same last thread and no more preemptions
+            # spent has the same futures within the bound: explore it once
+            key = (_state_key(s), last)
+            if seen.get(key, bound + 1) <= preemptions:
+                result.cache_hits += 1
+                break
+            seen[key] = preemptions
+            result.states += 1
+            ready = s.runnable()
+            options = []
+            for name in sorted(ready, key=lambda n: (n != last, n)):  # no switch first
+                cost = 1 if (last is not None and name != last and last in ready) else 0
+                if preemptions + cost <= bound:
+                    options.append((name, preemptions + cost))
+            for name, spent in reversed(options[1:]):
+                work.append(([*s.schedule, name], name, spent))
+            last, preemptions = options[0]
+            s.step(last)
     result.seconds = time.perf_counter() - t0
     return result
 
