@@ -227,9 +227,8 @@ class Machine:
                 self.sysfs.register_memory(b)
                 self.sysfs.create_link(("node", 0), ("memory", b))
                 self.sysfs.create_link(("memory", b), ("node", 0))
-        for pfn, frame in self.physmem.frames.items():
-            if frame.state == "reserved":
-                self.memblock.reserve(pfn << self.desc.page_shift, self.page_size)
+        for first, end, _owner in self.physmem.reserved:
+            self.memblock.reserve(first << self.desc.page_shift, (end - first) * self.page_size)
 
     def pfn_valid(self, pfn: int) -> bool:
         """arm64 ``pfn_valid()``: a present section with a memmap, and map memory in
