@@ -29,28 +29,16 @@ from typing import Any
 
 from mmkit import arch as _arch
 from mmkit.arch import pte as hw
+from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, Exists, InvalidArgument, NoMemory, NotFound
 from mmkit.events import KernelEvent, Step
-from mmkit.pgtable.tables import PageTables, TablePageRecord
+from mmkit.pgtable.tables import TablePageRecord
 from mmkit.pgtable.tlb import TLB
-from mmkit.physmem import PhysMem
 
 __all__ = ["Machine"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
-#: kernel image segments as v5.4 ``map_kernel()`` maps them: (name, size, final prot, flags
-#: as NO_CONT_MAPPINGS or 0, still mapped after boot). Sizes: a ~24 MiB defconfig image.
-#: rodata is mapped PAGE_KERNEL without contiguous hints, then made read-only by
-#: ``mark_rodata_ro()``; the init segments are unmapped again by ``free_initmem()``.
-_IMAGE = (
-    ("text", 12 << 20, "PAGE_KERNEL_ROX", 0, True),
-    ("rodata", 6 << 20, "PAGE_KERNEL_RO", 2, True),
-    ("inittext", 1 << 20, "PAGE_KERNEL_ROX", 0, False),
-    ("initdata", 1 << 20, "PAGE_KERNEL", 0, False),
-    ("data", 4 << 20, "PAGE_KERNEL", 0, True),
-)
-_TEXT_OFFSET = 0x80000  # v5.4/v5.7 TEXT_OFFSET; removed in v5.8, so 0 for v6.1
 
 
 class Machine:
@@ -104,7 +92,7 @@ class Machine:
         self._boot_ranges = self._check_boot_memory(memory)
         self.hotplugged: list[tuple[int, int]] = []
         self.vmalloc_ranges: list[tuple[int, int]] = []
-        self._boot(vmalloc_areas)
+        boot(self, vmalloc_areas)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Machine:
         """A copy that shares the immutable descriptor and policy (scenarios copy a prepared
@@ -156,80 +144,6 @@ class Machine:
         return ranges
 
     # ------------------------------------------------------------------- boot
-    def _boot(self, vmalloc_areas: int) -> None:
-        d, m = self.desc, self.macros
-        first, size0 = self._boot_ranges[0]
-        kernel = d.kernel
-        align = 1 << max(self._memstart_shift(), m["SECTION_SIZE_BITS"])  # MEMSTART_ALIGN
-        self.memstart = first & ~(align - 1)
-        page_offset = m["PAGE_OFFSET"]
-        fix52 = 0
-        if d.va_bits == 52 and d.vabits_actual != 52 and kernel != "v5.3":
-            fix52 = (-(1 << 48)) - (-(1 << 52))
-            page_offset = (-(1 << 48)) & _M64
-        self.physvirt_offset = (self.memstart - page_offset) & _M64
-        self.vmemmap_base = (
-            m["VMEMMAP_START"]
-            - ((self.memstart >> d.page_shift) << 6)
-            + ((fix52 >> d.page_shift) << 6)
-        ) & _M64
-        image_pa = first + _SZ_2M + (0 if kernel == "v6.1" else _TEXT_OFFSET)
-        image_size = sum(seg[1] for seg in _IMAGE)
-        image_end = (image_pa + image_size + _SZ_2M) & ~(_SZ_2M - 1)
-        # memblock allocations come from the top of the first bank; the page allocator
-        # gets what lies between the kernel image and them
-        self._memblock_top = first + size0
-        pool_end = first + size0 - max(size0 // 4, 32 << 20)
-        self.physmem = PhysMem(
-            pool_start=image_end, pool_end=pool_end & ~(_SZ_2M - 1), page_shift=d.page_shift
-        )
-        self.physmem.reserve(
-            first >> d.page_shift, (image_end - first) >> d.page_shift, "kernel image"
-        )
-        self.pgtables = PageTables(d, self.physmem)
-        # swapper_pg_dir and the bm_* fixmap tables live in the image's .bss
-        bss = image_pa + image_size - (8 * d.page_size)
-        self._static_tables = [(bss >> d.page_shift) + i for i in range(4)]
-        self.pgtables.pgd_pfn = self._static_tables[0]
-        self.pgtables.new_table(self.pgtables.pgd_pfn, 0, d.kernel_va_start(), boot=True)
-        self.kimage_va = m["KIMAGE_VADDR"] + (0 if kernel == "v6.1" else _TEXT_OFFSET)
-        self.kimage_pa = image_pa
-        self.run(self._boot_steps(vmalloc_areas), record=False)
-        self.boot_table_count = len(self.pgtables.info)
-        self._boot_hotplug_state()
-
-    def _boot_hotplug_state(self) -> None:
-        """memblock, sections, memory blocks and sysfs as they are after boot (node 0)."""
-        from mmkit.mm.memblock import Memblock
-        from mmkit.mm.memory_block import MemoryBlock, MemSection, Sysfs
-
-        self.memblock = Memblock()
-        self.sections: dict[int, MemSection] = {}
-        self.blocks: dict[int, MemoryBlock] = {}
-        self.sysfs = Sysfs()
-        self.sysfs.register_node(0)
-        self.nodes_online = {0}
-        self.resources: list[tuple[int, int]] = []
-        self.oops: KernelEvent | None = None
-        bits = self.macros["SECTION_SIZE_BITS"]
-        per = self.desc.memory_block_size >> bits
-        for start, size in self._boot_ranges:
-            self.memblock.add_node(start, size, 0)
-            self.resources.append((start, start + size))
-            for s in range(start >> bits, (start + size - 1 >> bits) + 1):
-                self.sections[s] = MemSection(s, early=True, online=True, nid=0)
-        for s in sorted(self.sections):
-            b = s // per
-            if b not in self.blocks:
-                self.blocks[b] = MemoryBlock(
-                    b, b * per, b * per + per - 1, "online", 0, "online", unmovable=True
-                )
-                self.sysfs.register_memory(b)
-                self.sysfs.create_link(("node", 0), ("memory", b))
-                self.sysfs.create_link(("memory", b), ("node", 0))
-        for first, end, _owner in self.physmem.reserved:
-            self.memblock.reserve(first << self.desc.page_shift, (end - first) * self.page_size)
-
     def pfn_valid(self, pfn: int) -> bool:
         """arm64 ``pfn_valid()``: a present section with a memmap, and map memory in
         memblock (:func:`mmkit.mm.memblock.pfn_valid`)."""
@@ -253,135 +167,8 @@ class Machine:
                 "mem_hotplug_lock; every later hotplug operation would block forever"
             )
 
-    def _memstart_shift(self) -> int:
-        g = self.desc.geometry
-        if g.page_shift == 12:
-            return g.pud_shift
-        return g.pmd_shift + 5 if g.page_shift == 14 else g.pmd_shift
-
-    def _boot_steps(self, vmalloc_areas: int) -> Iterator[Step]:
-        from mmkit.mm.vmalloc import vmalloc
-        from mmkit.pgtable.mapping import (
-            NO_BLOCK_MAPPINGS,
-            NO_CONT_MAPPINGS,
-            create_pgd_mapping,
-            vmemmap_populate,
-        )
-
-        yield from self._early_fixmap_init()
-        va, pa = self.kimage_va, self.kimage_pa
-        for _name, size, prot, seg_flags, kept in _IMAGE:  # map_kernel()
-            if kept:
-                yield from create_pgd_mapping(
-                    self, pa, va, size, hw.kernel_prot(prot, ng=self.ng), seg_flags, boot=True
-                )
-            va += size
-            pa += size
-        self.kimage_end = va
-        # map_mem(): the kernel's text and rodata [_text, __init_begin) are NOMAP while the
-        # memory is mapped, then mapped on their own without contiguous hints and made
-        # read-only by mark_linear_text_alias_ro()
-        k_start = self.kimage_pa
-        k_end = self.kimage_pa + _IMAGE[0][1] + _IMAGE[1][1]
-        flags = (
-            NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or self.debug_pagealloc else 0
-        )
-        kernel_prot = hw.kernel_prot("PAGE_KERNEL", ng=self.ng)
-        for start, size in self._boot_ranges:
-            end = start + size
-            pieces = [(start, end)]
-            if start <= k_start < end:
-                pieces = [(start, k_start), (k_end, end)]
-            for lo, hi in pieces:
-                if lo < hi:
-                    yield from create_pgd_mapping(
-                        self, lo, self.lm_va(lo), hi - lo, kernel_prot, flags, boot=True
-                    )
-        yield from create_pgd_mapping(
-            self,
-            k_start,
-            self.lm_va(k_start),
-            k_end - k_start,
-            hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng),
-            NO_CONT_MAPPINGS,
-            boot=True,
-        )
-        sec = 1 << self.macros["SECTION_SIZE_BITS"]
-        for start, size in self._boot_ranges:  # sparse_init(): memmap of early sections
-            lo = start & ~(sec - 1)
-            hi = (start + size + sec - 1) & ~(sec - 1)
-            yield from vmemmap_populate(
-                self,
-                self.vmemmap_va(lo >> self.desc.page_shift),
-                self.vmemmap_va(hi >> self.desc.page_shift),
-                boot=True,
-            )
-        self._vmalloc_next = (self.kimage_end + 2 * self.page_size + _SZ_2M - 1) & ~(_SZ_2M - 1)
-        for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
-            yield from vmalloc(self, (4 + 4 * i) * self.page_size)
-
-    def _early_fixmap_init(self) -> Iterator[Step]:
-        """``early_fixmap_init()``: hook bm_pud / bm_pmd / bm_pte for FIXADDR_START, then
-        map the FDT window read-only (``fixmap_remap_fdt``)."""
-        pt = self.pgtables
-        addr = self.macros["FIXADDR_START"]
-        table = pt.pgd_pfn
-        statics = iter(self._static_tables[1:])
-        for depth in range(len(pt.levels) - 1):
-            lvl = pt.levels[depth]
-            idx = lvl.index(addr)
-            if not pt.content[table][idx]:  # boot runs alone: no read step needed
-                pfn = next(statics)
-                new = pt.table_desc(pfn)
-                step = Step(
-                    "write",
-                    "early_fixmap_init",
-                    f"__{lvl.name}_populate({lvl.name}p, "
-                    f"__pa_symbol(bm_{pt.levels[depth + 1].name}), TABLE)",
-                    lvl.name,
-                    addr,
-                    table,
-                    idx,
-                    new=new,
-                )
-                yield step
-                pt.new_table(pfn, depth + 1, addr & ~(lvl.entry_size - 1), boot=True, for_va=addr)
-                step.old = int(pt.content[table][idx])
-                pt.content[table][idx] = new
-            table = pt.next_table(int(pt.content[table][idx]))
-        # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
-        from mmkit.pgtable.mapping import create_pgd_mapping
-
-        fdt_va = (self.macros["FIXADDR_TOP"] - (4 << 20)) & ~(self.page_size - 1)
-        step = Step(
-            "alloc",
-            "setup_machine_fdt",
-            "memblock_reserve(dt_phys, size)",
-            size=64 << 10,
-            note="fdt",
-        )
-        yield step
-        fdt_pa = self._memblock_alloc(64 << 10, "fdt")
-        step.pfn = fdt_pa >> self.desc.page_shift
-        yield from create_pgd_mapping(
-            self,
-            fdt_pa,
-            fdt_va + (fdt_pa & (_SZ_2M - 1)) % (self.page_size),
-            64 << 10,
-            hw.kernel_prot("PAGE_KERNEL_RO", ng=self.ng),
-            3,
-            boot=True,
-        )
-
     def _memblock_alloc(self, size: int, owner: str) -> int:
-        """memblock_phys_alloc(): top-down from the first bank, reserved for good."""
-        align = max(size, self.page_size) if size <= _SZ_2M else _SZ_2M
-        top = (self._memblock_top - size) & ~(align - 1)
-        self._memblock_top = top
-        self.physmem.reserve(
-            top >> self.desc.page_shift, max(1, size >> self.desc.page_shift), owner
-        )
-        return top
+        return memblock_alloc(self, size, owner)
 
     # ------------------------------------------------------------ primitives
     def alloc_table(self, depth: int, va: int, fn: str, *, boot: bool = False) -> Iterator[Step]:
