@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from mmkit.scenarios.races import ptdump_race
+from mmkit.scenarios.races import ptdump_race, tlb_order
 from mmkit.sched.explore import replay
 
 
@@ -66,3 +66,17 @@ def test_explorer_finds_the_ptdump_race_with_one_preemption_not_zero():
 def test_explorer_proves_the_locked_dump_safe_at_bound_two(policy):
     result = ptdump_race("arm64-64k-42", policy).explore(bound=2)
     assert result.complete and not result.found and result.schedules >= 3
+
+
+def test_v3_leaves_a_stale_translation_that_a_reader_uses():
+    race = tlb_order("v3")
+    result = race.explore(bound=0)  # even H running to the end, then R, fails
+    assert result.found and result.events[0].startswith("stale-tlb")
+    again = replay(race.make, result.shortest)
+    assert [e.kind for e in again.machine.events] == ["stale-tlb"]
+
+
+@pytest.mark.parametrize("policy", ["v6", "v7", "v5.7"])
+def test_clear_tlbi_free_leaves_no_stale_translation(policy):
+    result = tlb_order(policy).explore(bound=2)
+    assert result.complete and not result.found and result.schedules >= 2

@@ -10,6 +10,11 @@ Each scenario is a :class:`Race`: ``factory()`` builds a fresh ``(machine, threa
   (``ptdump_show()``). Without ``get_online_mems()`` one preemption lets ``P`` read a table
   page ``H`` has freed; with it (every policy from V3 on) ``H``'s ``mem_hotplug_begin()`` and
   ``P``'s read lock exclude each other.
+* :func:`tlb_order`: why teardown goes clear → TLBI → free. ``R`` on CPU 1 has the struct
+  pages of the block in its TLB and reads them again; ``H`` removes the block. V3 freed a
+  vmemmap block before clearing its entry and never invalidated: ``R`` then reads a freed
+  page through its stale TLB entry. From V6 the entry is cleared and invalidated before the
+  page is freed, so ``R`` faults instead (the kernel's own code never reads removed memory).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from mmkit.machine import Machine
 from mmkit.sched import Scheduler, Thread
 from mmkit.sched.explore import ExploreResult, explore
 
-__all__ = ["Race", "ptdump_race"]
+__all__ = ["Race", "ptdump_race", "tlb_order"]
 
 
 @dataclass
@@ -89,5 +94,38 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
         f"ptdump_race({config!r}, {policy!r})",
         "ptdump walks the kernel page tables while hot-remove frees table pages",
         {"H": "hot-remove", "P": "ptdump"},
+        make,
+    )
+
+
+def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
+    """clear → TLBI → free against a CPU holding a TLB entry for the memmap (``R``)."""
+    from mmkit.mm.hotplug import remove_memory
+    from mmkit.pgtable.tlb import access
+
+    base = Machine(config, policy=policy, online_type="offline", vmalloc_areas=1, record=False)
+    start = _far_block(base)
+    size = base.desc.memory_block_size
+    base.add_memory(0, start, size)
+    va = base.vmemmap_va(start >> base.desc.page_shift)
+    base.access(va, cpu=1)  # CPU 1 caches the translation of the block's struct pages
+    base.history.clear()
+
+    def make() -> tuple[Machine, Sequence[Thread]]:
+        m = copy.deepcopy(base)
+        return m, [
+            Thread(
+                "H",
+                f"hot-remove: remove_memory({start:#x}, {size:#x})",
+                0,
+                remove_memory(m, start, size),
+            ),
+            Thread("R", f"CPU1 reads struct page at {va:#x}", 1, access(m, va, 1)),
+        ]
+
+    return Race(
+        f"tlb_order({policy!r}, {config!r})",
+        "a CPU with a cached translation reads the memmap while hot-remove frees it",
+        {"H": "hot-remove", "R": "reader"},
         make,
     )
