@@ -88,7 +88,6 @@ class Machine:
         #: kernel locks currently held (name -> mode), as the lock steps took them; changed
         #: only by :meth:`_acquire` and :meth:`_release`
         self.locks: dict[str, str] = {}
-        self._last_child = -1
         self._boot_ranges = self._check_boot_memory(memory)
         self.hotplugged: list[tuple[int, int]] = []
         self.vmalloc_ranges: list[tuple[int, int]] = []

@@ -19,7 +19,7 @@ made on the whole run, when the run's first entry is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,10 +52,10 @@ _FN_ALLOC = {"pud": "alloc_init_pud", "pmd": "alloc_init_cont_pmd", "pte": "allo
 
 def _child_table(
     m: Machine, depth: int, table: int, idx: int, va_base: int, fn: str, boot: bool
-) -> Iterator[Step]:
+) -> Generator[Step, None, int]:
     """Make sure entry ``idx`` of ``table`` points at a table; allocate one if it is none.
 
-    Yields the steps; the child pfn is left in ``m._last_child``.
+    Yields the steps and returns the child table's pfn.
     """
     pt = m.pgtables
     arr = pt.content[table]
@@ -89,8 +89,7 @@ def _child_table(
         yield step
         step.old = int(arr[idx])
         arr[idx] = new
-        m._last_child = pfn
-        return
+        return pfn
     if pt.is_sect(raw):
         m.bug(
             fn,
@@ -100,7 +99,7 @@ def _child_table(
         )
     elif raw & 0b11 != 0b11:
         m.bug(fn, f"BUG_ON({level.name}_bad({level.name})) at va {va_base:#x}", va=va_base)
-    m._last_child = pt.next_table(raw)
+    return pt.next_table(raw)
 
 
 def _write_run(
@@ -207,7 +206,7 @@ def _map_level(
             addr = run_end
             continue
         nxt = min((addr | (size - 1)) + 1, end)
-        yield from _child_table(
+        child = yield from _child_table(
             m,
             depth,
             table,
@@ -216,7 +215,6 @@ def _map_level(
             _FN_ALLOC[pt.levels[depth + 1].name],
             boot,
         )
-        child = m._last_child
         yield from _map_level(m, depth + 1, child, addr, nxt, phys, prot, flags, boot)
         phys += nxt - addr
         addr = nxt
@@ -313,7 +311,7 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
         table = pt.pgd_pfn
         for depth in range(target):
             lvl = pt.levels[depth]
-            yield from _child_table(
+            table = yield from _child_table(
                 m,
                 depth,
                 table,
@@ -322,7 +320,6 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
                 f"vmemmap_{lvl.name}_populate",
                 boot,
             )
-            table = m._last_child
         lvl = pt.levels[target]
         idx = lvl.index(addr)
         arr = pt.content[table]
