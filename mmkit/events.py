@@ -83,7 +83,8 @@ class Step:
     nonzero) and now holds ``new + i * stride`` (when ``new`` is nonzero): the output
     address advances by ``stride`` per entry, the attributes stay. ``va`` is the first
     virtual address concerned and ``va_step`` what each entry maps. For ``alloc``/``free``,
-    ``pfn`` and ``size`` say which pages; for ``tlbi``, ``count`` is the number of TLBI
+    ``pfn`` and ``size`` say which pages (a coarse free: ``count`` blocks of ``size`` bytes,
+    ``stride`` pages apart); for ``tlbi``, ``count`` is the number of TLBI
     instructions and ``note`` their kind (``"vaale1is"``, ``"vaae1is"``, ``"vmalle1is"``);
     for ``lock``, ``note`` is ``"name:mode"`` (mode ``exclusive``, ``read`` or ``write``) and
     for ``unlock`` the lock's name.
@@ -114,11 +115,14 @@ class Step:
     va_step: int = 0
     thread: str = ""
     note: str = ""
+    #: what performing it found that the thread acts on later, beyond ``old`` (the table
+    #: pages a whole-table read will descend into); part of the explorer's state
+    result: tuple[int, ...] | None = None
 
     @property
     def coarse(self) -> bool:
         """Whether this step stands for several entry-level steps."""
-        return self.action in ("read", "write") and self.count > 1
+        return self.action in ("read", "write", "free") and self.count > 1
 
     def expand(self) -> Iterator[Step]:
         """The entry-level steps a coarse step stands for (itself when already fine)."""
@@ -133,6 +137,7 @@ class Step:
                 count=1,
                 old=self.old and self.old + i * self.stride,
                 new=self.new and self.new + i * self.stride,
+                pfn=self.pfn + i * self.stride if self.action == "free" and self.pfn else self.pfn,
             )
 
     def describe(self) -> str:
@@ -149,7 +154,8 @@ class Step:
         if self.action == "write":
             detail = f" {self.old or 0:#x} -> {self.new or 0:#x}"
         elif self.action in ("alloc", "free") and self.pfn is not None:
-            detail = f" pfn {self.pfn:#x} ({self.size} bytes)"
+            many = f"{self.count} x " if self.count > 1 else ""
+            detail = f" pfn {self.pfn:#x} ({many}{self.size} bytes)"
         elif self.action == "tlbi":
             detail = f" {self.count} x {self.note}"
         return f"{self.function}: {self.line} [{self.action}] {' '.join(where)}{detail}".rstrip()

@@ -88,9 +88,12 @@ class Machine:
         #: kernel locks currently held (name -> mode), as the lock steps took them; changed
         #: only by :meth:`_acquire` and :meth:`_release`
         self.locks: dict[str, str] = {}
+        self._lock_holders: dict[str, list[str]] = {}  #: lock -> threads holding it
         self._boot_ranges = self._check_boot_memory(memory)
         self.hotplugged: list[tuple[int, int]] = []
         self.vmalloc_ranges: list[tuple[int, int]] = []
+        #: the pages each vmalloc area was given (area VA -> pfns)
+        self.vmalloc_backing: dict[int, list[int]] = {}
         boot(self, vmalloc_areas)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Machine:
@@ -101,7 +104,14 @@ class Machine:
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         for key, value in self.__dict__.items():
-            setattr(new, key, copy.deepcopy(value, memo))
+            if key in ("sections", "blocks"):  # records whose fields are all immutable
+                setattr(new, key, {k: copy.copy(v) for k, v in value.items()})
+            elif key == "tlbs":
+                setattr(new, key, [TLB(dict(t.leaf), dict(t.walk)) for t in value])
+            elif key == "macros":
+                setattr(new, key, dict(value))
+            else:
+                setattr(new, key, copy.deepcopy(value, memo))
         return new
 
     # ------------------------------------------------------------------ layout
@@ -226,8 +236,11 @@ class Machine:
         else:
             self.physmem.free_pages(pfn, 0, fn)
 
-    def free_backing(self, pfn: int, order: int, fn: str, va: int) -> Iterator[Step]:
-        """``free_hotplug_page_range(page, size)``."""
+    def free_backing(
+        self, pfn: int, order: int, fn: str, va: int, *, count: int = 1, va_step: int = 0
+    ) -> Iterator[Step]:
+        """``free_hotplug_page_range(page, size)``, for ``count`` blocks of ``2**order``
+        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step."""
         size = self.page_size << order
         yield Step(
             "free",
@@ -236,22 +249,28 @@ class Machine:
             va=va,
             pfn=pfn,
             size=size,
+            count=count,
+            stride=1 << order,
+            va_step=va_step,
             note="backing",
         )
-        frame = self.physmem.frame(pfn)
-        if frame is None or frame.state == "reserved":
-            self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {pfn:#x}", pfn=pfn, va=va)
-        elif frame.state == "free":
-            self.record_event(
-                "use-after-free",
-                fn,
-                f"double free of pfn {pfn:#x}",
-                va=va,
-                pfn=pfn,
-                freed_by=frame.freed_by,
-            )
-        else:
-            self.physmem.free_pages(pfn, order, fn)
+        for i in range(count):
+            first = pfn + (i << order)
+            frame = self.physmem.frame(first)
+            where = va + i * va_step
+            if frame is None or frame.state == "reserved":
+                self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {first:#x}", pfn=first, va=where)
+            elif frame.state == "free":
+                self.record_event(
+                    "use-after-free",
+                    fn,
+                    f"double free of pfn {first:#x}",
+                    va=where,
+                    pfn=first,
+                    freed_by=frame.freed_by,
+                )
+            else:
+                self.physmem.free_pages(first, order, fn)
 
     def flush_tlb_kernel_range(self, fn: str, start: int, end: int) -> Iterator[Step]:
         """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
@@ -289,6 +308,35 @@ class Machine:
         self.stats["vaale1is"] += count
         for tlb in self.tlbs:
             tlb.flush_range(va, va + count * size)
+
+    def flush_tlb_blocks(
+        self, fn: str, va: int, count: int, size: int, *, single: bool
+    ) -> Iterator[Step]:
+        """The TLB maintenance after clearing each of ``count`` blocks of ``size`` bytes from
+        ``va``, as one step: ``flush_tlb_kernel_range(addr, next)`` per block (one TLBI per
+        page, or ``flush_tlb_all()`` past ``MAX_TLBI_OPS`` pages) or, with ``single``, one
+        TLBI per block (V10 on: ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``)."""
+        end = va + count * size
+        if not single and size > self.macros["MAX_TLBI_OPS"] * self.page_size:
+            yield Step("tlbi", fn, "flush_tlb_all()", va=va, count=count, note="vmalle1is")
+            self.stats["vmalle1is"] += count
+            for tlb in self.tlbs:
+                tlb.flush_all()
+            return
+        per = 1 if single else size >> self.desc.page_shift
+        line = "addr + PAGE_SIZE" if single else "next"
+        yield Step(
+            "tlbi",
+            fn,
+            f"flush_tlb_kernel_range(addr, {line})",
+            va=va,
+            count=count * per,
+            note="vaale1is",
+            va_step=size,
+        )
+        self.stats["vaale1is"] += count * per
+        for tlb in self.tlbs:
+            tlb.flush_range(va, end)
 
     def flush_tlb_kernel_pgtable(self, fn: str, addr: int) -> Iterator[Step]:
         """``__flush_tlb_kernel_pgtable(addr)``: one TLBI VAAE1IS, all levels."""
@@ -328,12 +376,20 @@ class Machine:
         return True
 
     def _acquire(self, name: str, mode: str, thread: str = "") -> None:
-        """The one place a lock is taken (``locks`` bookkeeping)."""
+        """The one place a lock is taken (``locks`` bookkeeping; readers share a lock)."""
         self.locks[name] = mode
+        self._lock_holders.setdefault(name, []).append(thread)
 
     def _release(self, name: str, thread: str = "") -> None:
-        """The one place a lock is released (``locks`` bookkeeping)."""
-        self.locks.pop(name, None)
+        """The one place a lock is released: it stays held while another reader holds it."""
+        holders = self._lock_holders.get(name, [])
+        if thread in holders:
+            holders.remove(thread)
+        elif holders:
+            holders.pop()
+        if not holders:
+            self._lock_holders.pop(name, None)
+            self.locks.pop(name, None)
 
     # ----------------------------------------------------------------- events
     def record_event(self, kind: str, fn: str, message: str, **kw: Any) -> KernelEvent:

@@ -33,9 +33,10 @@ from mmkit.errors import InvalidArgument, NoMemory
 __all__ = ["Frame", "PhysMem"]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """Book-keeping for one allocated (or once allocated) page frame."""
+    """Book-keeping for one allocated (or once allocated) page frame (immutable: a change
+    of state replaces the record, so copies of the allocator can share them)."""
 
     state: str  #: "free", "reserved", "table", "backing"
     order: int = 0  #: the frame heads a block of 2**order pages
@@ -66,15 +67,15 @@ class PhysMem:
         self.frees = 0
         #: fault injection: fail the allocation after this many more succeed (None: never)
         self.fail_after: int | None = None
+        self._digest: tuple[object, ...] | None = None  #: cached; every mutation clears it
+        self._frames_hash = 0  #: XOR of the hashes of every (pfn, frame) in ``frames``
 
     def __deepcopy__(self, memo: dict[int, object]) -> PhysMem:
         """A fast exact copy (scenarios copy a prepared machine for every schedule)."""
         new = PhysMem.__new__(PhysMem)
         memo[id(self)] = new
         new.__dict__.update(self.__dict__)
-        new.frames = {
-            p: Frame(f.state, f.order, f.owner, f.freed_by) for p, f in self.frames.items()
-        }
+        new.frames = dict(self.frames)  # the Frame records are immutable
         new.reserved = list(self.reserved)
         new._free_lists = {o: list(v) for o, v in self._free_lists.items()}
         return new
@@ -115,6 +116,7 @@ class PhysMem:
     # -------------------------------------------------------------- mutation
     def reserve(self, pfn: int, npages: int, owner: str) -> None:
         """Mark ``npages`` frames from ``pfn`` as reserved at boot (memblock allocations)."""
+        self._digest = None
         bisect.insort(self.reserved, (pfn, pfn + npages, owner))
 
     def alloc_pages(self, order: int, state: str, owner: str = "") -> int:
@@ -122,6 +124,7 @@ class PhysMem:
 
         Raises :class:`~mmkit.errors.NoMemory` when neither a free list nor the pool has one.
         """
+        self._digest = None
         if self.fail_after is not None:
             if self.fail_after == 0:
                 self.fail_after = None
@@ -141,39 +144,56 @@ class PhysMem:
             # the alignment hole goes to the order-0 list, as splitting would leave it
             for p in range(self._next, start):
                 self._free_lists.setdefault(0, []).append(p)
-                self.frames[p] = Frame("free", 0, "", None)
+                self._set(p, Frame("free", 0, "", None))
             self._next = start + size
             pfn = start
-        self.frames[pfn] = Frame(state, order, owner, None)
+        self._set(pfn, Frame(state, order, owner, None))
         self.allocations += 1
         return pfn
 
     def free_pages(self, pfn: int, order: int, by: str) -> None:
         """Give a block back; its frame keeps who freed it, for use-after-free reports."""
+        self._digest = None
         frame = self.frames.get(pfn)
         if frame is None or frame.state in ("free", "ram"):
             raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
-        self.frames[pfn] = Frame("free", order, frame.owner, by)
+        self._set(pfn, Frame("free", order, frame.owner, by))
         self._free_lists.setdefault(order, []).append(pfn)
         self.frees += 1
 
     def unfree_pages(self, pfn: int, order: int, frame: Frame) -> None:
         """Undo :meth:`free_pages` (used to roll a failed operation back)."""
+        self._digest = None
         self._free_lists[order].remove(pfn)
-        self.frames[pfn] = frame
+        self._set(pfn, frame)
         self.frees -= 1
 
     def unalloc_pages(self, pfn: int, order: int) -> None:
         """Undo :meth:`alloc_pages` of the most recent allocation of that block."""
-        self.frames[pfn] = Frame("free", order, "", None)
+        self._digest = None
+        self._set(pfn, Frame("free", order, "", None))
         self._free_lists.setdefault(order, []).append(pfn)
         self.allocations -= 1
 
+    @staticmethod
+    def _frame_hash(pfn: int, f: Frame) -> int:
+        return hash((pfn, f.state, f.order, f.owner))
+
+    def _set(self, pfn: int, frame: Frame) -> None:
+        """Replace the record of ``pfn``, keeping the running hash of all records."""
+        old = self.frames.get(pfn)
+        if old is not None:
+            self._frames_hash ^= self._frame_hash(pfn, old)
+        self.frames[pfn] = frame
+        self._frames_hash ^= self._frame_hash(pfn, frame)
+
     def digest(self) -> tuple[object, ...]:
         """A value that changes whenever the frames or the allocator change."""
-        return (
-            tuple(self.reserved),
-            tuple(sorted((p, f.state, f.order, f.owner) for p, f in self.frames.items())),
-            tuple(sorted((o, tuple(v)) for o, v in self._free_lists.items())),
-            self._next,
-        )
+        if self._digest is None:
+            self._digest = (
+                tuple(self.reserved),
+                (len(self.frames), self._frames_hash),  # kept up to date by _set()
+                tuple(sorted((o, tuple(v)) for o, v in self._free_lists.items())),
+                self._next,
+            )
+        return self._digest

@@ -109,6 +109,10 @@ class MemblockType:
         self.name = name
         self.regions: list[MemblockRegion] = list(regions or [])
 
+    def __deepcopy__(self, memo: dict[int, object]) -> MemblockType:
+        """The regions are immutable records: a new list of the same ones is a deep copy."""
+        return MemblockType(self.name, self.regions)
+
     @property
     def cnt(self) -> int:
         """Number of regions (the kernel reports 1 for an empty array: its dummy region)."""

@@ -81,6 +81,12 @@ class Sysfs:
         #: links: (directory it lives in, object it points at)
         self.links: set[tuple[tuple[str, int], tuple[str, int]]] = set()
 
+    def __deepcopy__(self, memo: dict[int, object]) -> Sysfs:
+        """Sets of ints and tuples: copying the sets is a deep copy."""
+        new = Sysfs.__new__(Sysfs)
+        new.memory, new.nodes, new.links = set(self.memory), set(self.nodes), set(self.links)
+        return new
+
     def register_memory(self, block_id: int) -> None:
         """``register_memory()``: the memoryN directory appears (empty)."""
         if block_id in self.memory:

@@ -21,11 +21,12 @@ an entry is read when its ``read`` step is resumed and the walk goes on from the
 then (the window in which another CPU can change it); a clear, a TLBI or a free happens when
 its step is resumed.
 
-Simplification: a run of alike leaf entries in one table page is cleared in one coarse step,
-then invalidated, then freed (each page still sees clear → TLBI → free); the run's extent is
-taken from the entries as they are when the step is yielded, and the clear performed on
-resume stands for the READ_ONCE + clear of each entry. ``m.fine = True`` makes every entry
-its own read / clear / TLBI / free sequence, as the kernel loops.
+Simplification: a run of alike entries in one table page (leaves, blocks, or none entries
+above the leaf level) is cleared in one coarse step, then invalidated, then freed (each page
+still sees clear → TLBI → free); the run's extent is taken from the entries as they are when
+the step is yielded, and the clear performed on resume stands for the READ_ONCE + clear of
+each entry. So removing a memory block is tens of steps, not hundreds. ``m.fine = True``
+makes every entry its own read / clear / TLBI / free sequence, as the kernel loops.
 """
 
 from __future__ import annotations
@@ -197,8 +198,7 @@ def _clear_run(
     yield from m.flush_tlb_pages(fn, va, count, size)
     if free_mapped and raw:
         pfn0 = pt.desc_to_pa(raw) >> pt.page_shift
-        for i in range(count):
-            yield from m.free_backing(pfn0 + i, 0, "free_hotplug_page_range", va + i * size)
+        yield from m.free_backing(pfn0, 0, "free_hotplug_page_range", va, count=count, va_step=size)
 
 
 def _unmap_level(
@@ -215,6 +215,11 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
+        if not m.fine and not v3:
+            run = yield from _coarse_run(m, level, table, addr, end, free_mapped, fn, "unmap")
+            if run:
+                addr = min((addr & ~(size - 1)) + run * size, end)
+                continue
         raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
             if not raw & 1:
@@ -279,6 +284,71 @@ def _unmap_block(
     yield from _block_tlbi(m, fn, base, size)
     if free_mapped:
         yield from m.free_backing(pfn, order, "free_hotplug_page_range", base)
+
+
+def _coarse_run(
+    m: Machine, level: Any, table: int, addr: int, end: int, free_mapped: bool, fn: str, why: str
+) -> Iterator[Step]:
+    """Coarse mode above the leaf level: take a run of entries from ``addr`` in one go.
+
+    A run of none entries is one ``read`` step (READ_ONCE of each, nothing to do). In the
+    unmap pass a run of two or more blocks mapping consecutive memory is cleared in one
+    ``write`` step, invalidated in one ``tlbi`` step (each block as
+    ``flush_tlb_kernel_range(addr, next)`` would: per page, a full flush, or one TLBI from
+    V10) and, for the vmemmap, freed in one ``free`` step: every block still sees clear →
+    TLBI → free. Returns the number of entries taken (0: none, walk this entry alone)."""
+    pt = m.pgtables
+    size = level.entry_size
+    name = level.name
+    i0 = level.index(addr)
+    n = min((end - (addr & ~(size - 1)) + size - 1) // size, level.ptrs - i0)
+    arr = pt.content[table]
+    vals = arr[i0 : i0 + n]
+    a, b = _runs(vals, size)[0]
+    count = b - a
+    first = int(vals[0])
+    if first == 0:
+        read = Step(
+            "read",
+            fn,
+            f"{name} = READ_ONCE(*{name}p)",
+            name,
+            addr,
+            table,
+            i0,
+            count=count,
+            va_step=size,
+        )
+        yield read
+        read.old = int(arr[i0])
+        return count
+    if why != "unmap" or count < 2 or not pt.is_sect(first):
+        return 0
+    base = addr & ~(size - 1)
+    step = Step(
+        "write",
+        fn,
+        f"{name}_clear({name}p)",
+        name,
+        base,
+        table,
+        i0,
+        count=count,
+        new=0,
+        stride=size,
+        va_step=size,
+    )
+    yield step
+    step.old = int(arr[i0])
+    arr[i0 : i0 + count] = 0
+    yield from m.flush_tlb_blocks(fn, base, count, size, single=m.policy.block_tlbi == "single")
+    if free_mapped:
+        pfn = pt.desc_to_pa(first) >> pt.page_shift
+        order = level.shift - pt.page_shift
+        yield from m.free_backing(
+            pfn, order, "free_hotplug_page_range", base, count=count, va_step=size
+        )
+    return count
 
 
 def unmap_hotplug_range(m: Machine, addr: int, end: int, free_mapped: bool) -> Iterator[Step]:
@@ -401,6 +471,11 @@ def _free_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
+        if not m.fine:
+            run = yield from _coarse_run(m, level, table, addr, end, False, fn, "free")
+            if run:
+                addr = min((addr & ~(size - 1)) + run * size, end)
+                continue
         raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
             if raw & 0b11 != 0b11:
