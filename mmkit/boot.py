@@ -176,7 +176,11 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
             m.vmemmap_va(hi >> m.desc.page_shift),
             boot=True,
         )
+    # vmalloc hands out the first free area: above the image when the image sits at the
+    # bottom of the vmalloc area (v5.4 without KASLR), else from VMALLOC_START
     m._vmalloc_next = (m.kimage_end + 2 * m.page_size + _SZ_2M - 1) & ~(_SZ_2M - 1)
+    if m.kimage_va - m.macros["VMALLOC_START"] > _SZ_2M:
+        m._vmalloc_next = m.macros["VMALLOC_START"]
     for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
         yield from vmalloc(m, (4 + 4 * i) * m.page_size)
 

@@ -109,4 +109,5 @@ def summary(desc: Any) -> dict[str, object]:
         "vmemmap_population": getattr(desc, "vmemmap_population", None),
         "v7_overlap": overlap.overlap if overlap is not None else None,
         "expert_only": getattr(desc, "expert_only", None),
+        "teaching": bool(getattr(desc, "teaching_layout", False)),
     }

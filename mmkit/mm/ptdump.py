@@ -289,6 +289,8 @@ def address_markers(m: Machine) -> list[PtdumpMarker]:
         ("vmemmap start", "VMEMMAP_START"),
         ("vmemmap end", d.vmemmap_end),
     ]
+    # the kernel lists them in address order; a rearranged (teaching) layout keeps that
+    middle.sort(key=lambda row: mac[row[1]] if isinstance(row[1], str) else row[1])
     if era == "v5.3":
         rows = [*kasan, *middle, ("Linear mapping", "PAGE_OFFSET")]
     else:

@@ -213,7 +213,8 @@ class Feedback:
 
 def v7_candidates(kernel: str = _DEFAULT_KERNEL) -> list[str]:
     """The configurations the V7 test applies to: those with an overlap report in ``kernel``'s
-    layout (arm64's; a plugin's family without one is no candidate).
+    layout (arm64's; a plugin's family without one is no candidate, nor is a teaching
+    layout, which is not a kernel's).
 
     >>> v7_candidates()[:3]
     ['arm64-4k-39', 'arm64-4k-48', 'arm64-16k-36']
@@ -221,7 +222,7 @@ def v7_candidates(kernel: str = _DEFAULT_KERNEL) -> list[str]:
     return [
         str(row["name"])
         for row in arch.config_rows(kernel=kernel)
-        if row.get("v7_overlap") is not None
+        if row.get("v7_overlap") is not None and not row.get("teaching")
     ]
 
 
@@ -232,7 +233,9 @@ def v7_flagged(kernel: str = _DEFAULT_KERNEL) -> frozenset[str]:
     ['arm64-16k-48', 'arm64-4k-48']
     """
     return frozenset(
-        str(row["name"]) for row in arch.config_rows(kernel=kernel) if row.get("v7_overlap")
+        str(row["name"])
+        for row in arch.config_rows(kernel=kernel)
+        if row.get("v7_overlap") and not row.get("teaching")
     )
 
 
