@@ -13,6 +13,7 @@ import pytest
 
 import mmkit.arch
 from mmkit.arch.arm64 import CONFIGS
+from mmkit.arch.teaching import CONFIGS as TEACHING
 from mmkit.cli import main
 
 
@@ -28,7 +29,9 @@ def test_configs_table_lists_every_configuration(capsys):
     for name in mmkit.arch.names():
         assert name in out
     flagged = {line.split()[0] for line in out.splitlines()[1:] if line.rstrip().endswith("yes")}
-    assert flagged == {"arm64-4k-48", "arm64-16k-48"}
+    assert flagged & set(CONFIGS) == {"arm64-4k-48", "arm64-16k-48"}
+    # the teaching layouts share a table between vmalloc and vmemmap by construction
+    assert set(TEACHING) <= flagged
 
 
 def test_configs_json_and_csv_agree_with_the_engine(capsys):
@@ -45,6 +48,7 @@ def test_configs_json_and_csv_agree_with_the_engine(capsys):
     assert {r["name"] for r in parsed if r["v7_overlap"] == "True"} == {
         "arm64-4k-48",
         "arm64-16k-48",
+        *TEACHING,
     }
 
 
@@ -126,3 +130,128 @@ def test_decode_shows_every_field_of_a_section(capsys):
 def test_decode_rejects_a_level_the_configuration_does_not_walk(capsys):
     code, _, err = run(capsys, "decode", "arm64-64k-42", "0x3", "--level", "0")
     assert code == 2 and "starts at lookup level L2" in err
+
+
+# ------------------------------------------------------------------ mmkit explore
+NAIVE_PTDUMP = ("explore", "ptdump_race", "--config", "arm64-64k-42", "--policy", "naive")
+
+
+def _line(out, prefix):
+    return next(line for line in out.splitlines() if line.startswith(prefix))[len(prefix) :]
+
+
+def test_explore_reports_a_failing_schedule_that_replays_to_the_use_after_free(capsys):
+    from mmkit.scenarios.races import ptdump_race
+    from mmkit.sched.explore import replay
+
+    code, out, err = run(capsys, *NAIVE_PTDUMP, "--bound", "1")
+    assert code == 0 and not err  # a failing schedule is a result, not an error
+    assert out.splitlines()[0].startswith("ptdump_race('arm64-64k-42', 'naive'): ")
+    assert "FAILS: shortest failing schedule" in out
+    assert _line(out, "scenario: ") == "ptdump_race('arm64-64k-42', 'naive')"
+    schedule = _line(out, "schedule: ")
+    assert set(schedule.split()) == {"H", "P"}
+    race = ptdump_race("arm64-64k-42", "naive")
+    s = replay(race.make, schedule)
+    uaf = [e for e in s.machine.events if e.kind == "use-after-free"]
+    assert uaf and uaf[0].thread == "P"
+    # the printed events are the replayed ones, and the hint is Python that replays them
+    assert "  BUG: KASAN: use-after-free in walk_pte" in out.splitlines()
+    namespace: dict[str, object] = {}
+    exec(_line(out, "replay:   "), namespace)
+    again = namespace["s"]
+    assert [e.report() for e in again.machine.events] == [e.report() for e in s.machine.events]
+    # per-thread steps are those of the default run: H to the end, then P
+    default = race.scheduler()
+    default.run()
+    steps = {n: len(t.steps) for n, t in default.threads.items()}
+    assert f"H       hot-remove  {steps['H']}" in out and f"P       ptdump      {steps['P']}" in out
+
+
+def test_explore_finds_nothing_when_ptdump_takes_the_lock(capsys):
+    code, out, err = run(
+        capsys, "explore", "ptdump_race", "--config", "arm64-64k-42", "--policy", "v5.7",
+        "--bound", "1",
+    )  # fmt: skip
+    assert code == 0 and not err
+    assert "no failing schedule; bound 1:" in out
+    assert "schedule: " not in out and "replay:" not in out
+
+
+def test_explore_json_carries_the_result_fields(capsys):
+    from mmkit.sched.explore import ExploreResult
+
+    code, out, _ = run(capsys, *NAIVE_PTDUMP, "--bound", "1", "--json")
+    data = json.loads(out)
+    assert code == 0
+    fields = {f.name for f in __import__("dataclasses").fields(ExploreResult)}
+    assert set(data) == fields | {"scenario", "found"}
+    assert data["scenario"] == "ptdump_race('arm64-64k-42', 'naive')"
+    assert data["found"] is True and data["bound"] == 1 and data["complete"] is True
+    assert data["failing"] >= 1 and data["events"][0].startswith("BUG: KASAN: use-after-free")
+    assert set(data["shortest"].split()) == set(data["thread_steps"]) == {"H", "P"}
+
+
+def test_explore_progress_goes_to_stderr_only_when_asked(capsys, monkeypatch):
+    import re
+
+    import mmkit.cli
+
+    monkeypatch.setattr(mmkit.cli, "_PROGRESS_SECONDS", 0.0)  # every callback prints
+    argv = ("explore", "ptdump_race", "--config", "arm64-64k-42", "--policy", "v5.7")
+    code, out, err = run(capsys, *argv, "--bound", "1", "--json", "--progress")
+    assert code == 0
+    lines = err.splitlines()
+    pattern = re.compile(r"mmkit explore: (\d+) schedules, (\d+) states, (\d+) failing, [\d.]+ s")
+    assert lines and all(pattern.fullmatch(line) for line in lines)
+    data = json.loads(out)
+    last = pattern.fullmatch(lines[-1])
+    assert last and [int(g) for g in last.groups()] == [
+        data["schedules"],
+        data["states"],
+        data["failing"],
+    ]
+    # captured stderr is no TTY: silent without --progress
+    code, _, err = run(capsys, *argv, "--bound", "0")
+    assert code == 0 and err == ""
+
+
+def test_explore_progress_lines_are_rate_limited():
+    from mmkit.cli import _progress_printer
+    from mmkit.sched.explore import ExploreResult
+
+    now = [100.0]
+    stream = io.StringIO()
+    report = _progress_printer(stream, interval=0.5, clock=lambda: now[0])
+    result = ExploreResult(1, 10, {"A": 2, "B": 3})
+    for t in (100.1, 100.4, 100.6, 100.7, 101.0, 101.2):
+        now[0] = t
+        result.schedules += 1
+        report(result)
+    assert [line.split()[2] for line in stream.getvalue().splitlines()] == ["3", "6"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (
+            ["explore", "no_such_race"],
+            ["unknown race scenario 'no_such_race' (valid choices: ", "ptdump_race", "tlb_order"],
+        ),
+        (["explore", "ptdump_race", "--policy", "v9"], ["'v9' (valid choices: ", "naive", "v5.7"]),
+        (
+            ["explore", "tlb_order", "--config", "arm64-1k"],
+            ["'arm64-1k' (valid choices: ", "64k-42"],
+        ),
+        (["explore", "ptdump_race", "--bound", "-1"], ["--bound", "below 0"]),
+        (["explore", "ptdump_race", "--quiet", "--progress"], ["not allowed with"]),
+    ],
+)
+def test_explore_bad_input_exits_2_with_the_choices(capsys, argv, fragments):
+    with pytest.raises(SystemExit) as exc:  # argparse errors exit; engine errors return
+        raise SystemExit(main(argv))
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and not out
+    assert len(err.strip().splitlines()) == 1 and err.startswith("mmkit explore: error: ")
+    for fragment in fragments:
+        assert fragment in err

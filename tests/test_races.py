@@ -1,4 +1,4 @@
-"""Patch 2/3's race, driven by hand through the scheduler."""
+"""The race scenarios, stepped by hand and searched by the explorer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import itertools
 
 import pytest
 
-from mmkit.scenarios.races import ptdump_race, tlb_order
-from mmkit.sched.explore import replay
+from mmkit.pgtable.walk import translate
+from mmkit.scenarios.races import ptdump_race, tlb_order, vmalloc_race
+from mmkit.sched.explore import explore, replay
+
+POLICIES = ["naive", "v3", "v6", "v7", "v5.7"]
 
 
 def ptdump_then_remove(race, ptdump_steps=3):
@@ -80,3 +83,93 @@ def test_v3_leaves_a_stale_translation_that_a_reader_uses():
 def test_clear_tlbi_free_leaves_no_stale_translation(policy):
     result = tlb_order(policy).explore(bound=2)
     assert result.complete and not result.found and result.schedules >= 2
+
+
+def test_the_locked_dump_is_safe_in_every_schedule_of_the_small_variant():
+    """Exhaustive: no preemption bound at all (the state cache keeps it small)."""
+    steps = ptdump_race("arm64-64k-42", "v3")
+    result = steps.explore(bound=10_000)
+    assert result.complete and not result.found and result.schedules >= 3
+
+
+# --------------------------------------------------------------- patch 3/3: vmalloc
+@pytest.mark.parametrize(("config", "level"), [("teach-4k-39", "pmd"), ("teach-64k-42", "pte")])
+@pytest.mark.parametrize("policy", ["naive", "v3"])
+def test_vmalloc_race_fails_where_empty_tables_are_freed(config, level, policy):
+    """V3's init_mm lock does not help: V holds no lock between its pointer and its use."""
+    race = vmalloc_race(config, policy)
+    assert not race.explore(bound=0).found  # either thread alone first is safe
+    result = race.explore(bound=1)
+    assert result.found
+    assert f"through a stale {level} table pointer" in result.events[0]
+    assert result.events[0].startswith("BUG: KASAN: use-after-free")
+    again = replay(race.make, result.shortest)
+    assert [e.report() for e in again.machine.events] == result.events
+    # the interleaving of kernel-facts 7.2: V reads the parent entry, then H frees the table
+    first_h = result.shortest.split().index("H")
+    assert result.shortest.split()[:first_h] == ["V"] * first_h and first_h >= 3
+
+
+def test_vmalloc_race_consequences_play_out_as_kernel_facts_tells():
+    """Let the failing schedule run on: the freed PMD table is reused as V's own new PTE
+    table, V writes a table descriptor into it through the stale pointer, and its area is
+    not mapped: the caller's first touch oopses."""
+    race = vmalloc_race("teach-4k-39", "naive")
+    s = replay(race.make, race.explore(bound=1).shortest)
+    s.run()
+    assert s.finished()
+    kinds = [e.kind for e in s.machine.events]
+    assert kinds == ["use-after-free", "use-after-free", "use-after-free", "lost-mapping"]
+    reads_then_write = [e.message.split(" of size")[0] for e in s.machine.events[:3]]
+    assert reads_then_write == ["Read", "Read", "Write"]
+    assert "reused as a pte table for vmalloc" in s.machine.events[2].message
+    assert s.machine.events[0].freed_by == "free_empty_pmd_table"
+    va = s.threads["V"].result
+    assert translate(s.machine, va).fault_level is not None
+
+
+@pytest.mark.parametrize("config", ["teach-4k-39", "teach-64k-42"])
+@pytest.mark.parametrize("policy", ["v6", "v7", "v5.7"])
+def test_vmalloc_race_cannot_fail_under_the_later_versions(config, policy):
+    """V6 never frees vmemmap tables, V7 skips when the gap edges share a PGD entry, v5.7
+    frees only tables inside [VMEMMAP_START, VMEMMAP_END)."""
+    result = vmalloc_race(config, policy).explore(bound=2)
+    assert result.complete and not result.found and result.schedules >= 2
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_on_the_real_4k_48_layout_the_race_is_latent(policy):
+    race = vmalloc_race("arm64-4k-48", policy)
+    result = race.explore(bound=2)
+    assert result.complete and not result.found
+    [note] = race.notes
+    assert "bm_pud" in note and "bm_pmd" in note and "no policy frees it" in note
+
+
+def test_where_no_table_is_shared_the_notes_say_so():
+    race = vmalloc_race("arm64-4k-39", "naive")
+    assert race.notes[0].startswith("No table page maps both vmalloc and vmemmap")
+    assert not race.explore(bound=1).found
+
+
+@pytest.mark.parametrize(
+    "race",
+    [
+        ptdump_race("arm64-64k-42", "naive"),
+        vmalloc_race("teach-64k-42", "naive"),
+        tlb_order("v3", "arm64-64k-42"),
+    ],
+    ids=lambda r: r.name,
+)
+@pytest.mark.parametrize("bound", [1, 10_000])
+def test_skipping_switches_before_local_steps_loses_no_outcome(race, bound):
+    """Explored to the end (no schedule counts as failing), the reduced search reaches
+    exactly as many distinct end states as the full one, with fewer schedules or as many."""
+
+    def never(_):
+        return False
+
+    reduced = race.explore(bound=bound, failing=never)
+    full = explore(race.make, bound=bound, failing=never)
+    assert reduced.classes == full.classes >= 2
+    assert reduced.schedules <= full.schedules

@@ -73,10 +73,13 @@ def ptdump_show(m: Machine, *, take_lock: bool) -> Iterator[Step]:
         entries = pt.content[table][: level.ptrs]
         step.note = f"{int(np.count_nonzero(entries))} entries set"
         if depth == last:
+            step.result = ()
             continue
         tables = np.flatnonzero((entries & np.uint64(3)) == np.uint64(3)).tolist()
-        for idx in reversed(tables):  # depth first, in address order
-            stack.append((pt.next_table(int(entries[idx])), depth + 1, va + idx * level.entry_size))
+        children = [pt.next_table(int(entries[idx])) for idx in tables]
+        step.result = tuple(children)
+        for idx, child in zip(reversed(tables), reversed(children), strict=True):
+            stack.append((child, depth + 1, va + idx * level.entry_size))  # depth first
     if take_lock:
         yield from m.unlock("ptdump_show", "mem_hotplug_lock")
     return read

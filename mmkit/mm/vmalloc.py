@@ -28,18 +28,25 @@ from mmkit.events import Step
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["vmalloc", "vmap_page_range"]
+__all__ = ["use_vmalloc_area", "vmalloc", "vmap_page_range"]
 
 
 def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Iterator[Step]:
     """``vmap_page_range(start, end, prot, pages)``: map ``pfns`` one page each from
     ``start``, allocating missing tables the way vmalloc does (unlocked test, locked
-    re-check and install)."""
+    re-check and install).
+
+    The walk keeps a pointer into each table page it has read a table entry for, and uses
+    it later without a lock, as the kernel does. If that table page has been freed since
+    (hot-remove's ``free_empty_tables()``), every later read or write through the pointer
+    is a use-after-free, recorded KASAN-style with who freed the page and what it is now.
+    """
     pt = m.pgtables
     leaf = len(pt.levels) - 1
     for i, pfn in enumerate(pfns):
         addr = start + i * m.page_size
         table = pt.pgd_pfn
+        held = pt.info.get(table)  # the table page the pointer was taken into
         for depth in range(leaf):
             lvl = pt.levels[depth]
             child = pt.levels[depth + 1].name
@@ -55,6 +62,7 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
                 idx,
             )
             yield step
+            _check_pointer(m, fn, lvl.name, table, held, addr, "Read")
             raw = step.old = int(pt.content[table][idx])
             if raw == 0:
                 alloc = f"__{child}_alloc"
@@ -70,6 +78,7 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
                     idx,
                 )
                 yield step
+                _check_pointer(m, alloc, lvl.name, table, held, addr, "Read")
                 raw = step.old = int(pt.content[table][idx])
                 lost = raw != 0  # another CPU populated it meanwhile
                 if not lost:
@@ -85,12 +94,14 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
                         new=raw,
                     )
                     yield step
+                    _check_pointer(m, alloc, lvl.name, table, held, addr, "Write")
                     step.old = int(pt.content[table][idx])
                     pt.content[table][idx] = raw
                 yield from m.unlock(alloc, "init_mm.page_table_lock")
                 if lost:
                     yield from _free_unused_table(m, new_pfn, alloc, child)
             table = pt.next_table(raw)
+            held = pt.info.get(table)
         lvl = pt.levels[leaf]
         idx = lvl.index(addr)
         new = pt.pa_to_desc(pfn << pt.page_shift) | prot
@@ -106,11 +117,40 @@ def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Itera
         )
         yield step
         # performing it: if (WARN_ON(!pte_none(*pte))) return -EBUSY; then the write
+        _check_pointer(m, "vmap_pte_range", lvl.name, table, held, addr, "Write")
         old = step.old = int(pt.content[table][idx])
         if old:
             m.warn("vmap_pte_range", f"WARN_ON(!pte_none(*pte)) at {addr:#x}: -EBUSY", va=addr)
             return
         pt.content[table][idx] = new
+
+
+def _check_pointer(
+    m: Machine, fn: str, level: str, table: int, held: object, va: int, access: str
+) -> None:
+    """Record a use-after-free if the table page ``table`` is no longer the live table the
+    walk took its pointer into (``held``): freed, or freed and reused for something else."""
+    pt = m.pgtables
+    now = pt.info.get(table)
+    if now is held and held is not None:
+        return
+    frame = m.physmem.frame(table)
+    if now is not None:
+        what = f"reused as a {pt.levels[now.depth].name} table for {now.region} now"
+    elif frame is not None and frame.state != "free":
+        what = f"reused as {frame.state}" + (f" ({frame.owner})" if frame.owner else "") + " now"
+    else:
+        what = "still free"
+    m.record_event(
+        "use-after-free",
+        fn,
+        f"{access} of size 8 through a stale {level} table pointer: pfn {table:#x} "
+        f"(VA {va:#x}) was freed; it is {what}",
+        va=va,
+        pfn=table,
+        freed_by=frame.freed_by if frame else None,
+        thread=getattr(m, "current_thread", ""),
+    )
 
 
 def _free_unused_table(m: Machine, pfn: int, fn: str, name: str) -> Iterator[Step]:
@@ -130,21 +170,69 @@ def _free_unused_table(m: Machine, pfn: int, fn: str, name: str) -> Iterator[Ste
     m.physmem.free_pages(pfn, 0, fn)
 
 
-def vmalloc(m: Machine, size: int) -> Iterator[Step]:
+def vmalloc(
+    m: Machine, size: int, *, start: int | None = None, end: int | None = None
+) -> Iterator[Step]:
     """``vmalloc(size)``: reserve VA, allocate the pages, map them. Returns the VA.
 
-    The ``call`` step reserves the area (``__get_vm_area_node``) when performed: its line
-    and ``va`` then say where."""
+    With ``start``/``end`` it is ``__vmalloc_node_range(size, 1, start, end, ...)`` (as
+    ``module_alloc()`` and the BPF JIT call it): the area is the first free one at or above
+    ``start`` that ends below ``end``. The ``call`` step reserves the area
+    (``__get_vm_area_node``) when performed: its line and ``va`` then say where."""
     pages = -(-size // m.page_size)
-    step = Step("call", "vmalloc", f"vmalloc({size:#x})")
+    span = (pages + 1) * m.page_size  # one guard page after the area
+    if start is None:
+        call = f"vmalloc({size:#x})"
+    else:
+        limit = m.macros["VMALLOC_END"] if end is None else end
+        call = f"__vmalloc_node_range({size:#x}, 1, {start:#x}, {limit:#x}, ...)"
+    step = Step("call", "vmalloc", call)
     yield step
-    va = m._vmalloc_next
-    m._vmalloc_next = va + (pages + 1) * m.page_size  # one guard page
+    if start is None:
+        va = m._vmalloc_next
+        m._vmalloc_next = va + span
+    else:
+        va = start
+        for lo, n in sorted(m.vmalloc_ranges):
+            if va < lo + n + m.page_size and lo < va + span:
+                va = lo + n + m.page_size
+        if va + span > limit:
+            m.warn("vmalloc", f"vmap allocation for size {size:#x} failed: use vmalloc=<size>")
+            return None
     m.vmalloc_ranges.append((va, pages * m.page_size))
-    step.line, step.va = f"vmalloc({size:#x}) = {va:#x}", va
+    step.line, step.va = f"{call} = {va:#x}", va
     pfns = []
     for _ in range(pages):
         pfn = yield from m.alloc_backing(0, "vmalloc", "__vmalloc_area_node")
         pfns.append(pfn)
+    m.vmalloc_backing[va] = pfns
     yield from vmap_page_range(m, va, pfns, hw.kernel_prot("PAGE_KERNEL", ng=m.ng))
     return va
+
+
+def use_vmalloc_area(m: Machine, va: int, cpu: int, fn: str = "vmalloc caller") -> Iterator[Step]:
+    """The caller touches the area ``vmalloc()`` returned (say ``memset(p, 0, size)``).
+
+    One ``access`` step from ``cpu``; if the page does not translate to the frame
+    ``vmap_page_range()`` mapped there, the mapping was lost (its entries were written into
+    a table page no longer reachable from ``swapper_pg_dir``): the kernel would oops with
+    "Unable to handle kernel paging request", recorded as a ``lost-mapping`` event."""
+    from mmkit.pgtable.tlb import access
+
+    pa = yield from access(m, va, cpu, fn=fn)
+    want = m.vmalloc_backing.get(va, [None])[0]
+    if pa is None or (want is not None and pa >> m.desc.page_shift != want):
+        got = (
+            "the walk ends in a translation fault"
+            if pa is None
+            else f"it reaches pfn {pa >> m.desc.page_shift:#x}"
+        )
+        m.record_event(
+            "lost-mapping",
+            fn,
+            f"Unable to handle kernel paging request at virtual address {va:#x}: {got}, "
+            "not the page vmap_page_range() mapped there",
+            va=va,
+            thread=getattr(m, "current_thread", ""),
+        )
+    return pa

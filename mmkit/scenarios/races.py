@@ -15,20 +15,30 @@ Each scenario is a :class:`Race`: ``factory()`` builds a fresh ``(machine, threa
   vmemmap block before clearing its entry and never invalidated: ``R`` then reads a freed
   page through its stale TLB entry. From V6 the entry is cleared and invalidated before the
   page is freed, so ``R`` faults instead (the kernel's own code never reads removed memory).
+* :func:`vmalloc_race`: patch 3/3's race (kernel-facts 7.2). ``V`` runs ``vmalloc()`` on
+  CPU 1: ``vmap_page_range()`` takes a pointer into a table page without a lock and uses it
+  later; ``H`` hot-removes the block whose memmap shares that table page. Where nothing else
+  pins the table (the teaching layouts, :mod:`mmkit.arch.teaching`), a policy that frees
+  empty tables (naive, and V3 despite its ``init_mm`` lock) frees it under ``V``: ``V``
+  writes a table entry into the freed page and its area is not mapped. V6 never frees
+  vmemmap tables, V7 skips when the gap edges share a PGD entry, v5.7 frees only tables
+  inside [floor, ceiling). On the real layouts the race is latent under every policy:
+  :func:`mmkit.pgtable.shared.shared_tables` shows the fixmap pinning the shared table.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmkit.events import Step
 from mmkit.machine import Machine
 from mmkit.sched import Scheduler, Thread
 from mmkit.sched.explore import ExploreResult, explore
 
-__all__ = ["Race", "ptdump_race", "tlb_order"]
+__all__ = ["Race", "ptdump_race", "tlb_order", "vmalloc_race"]
 
 
 @dataclass
@@ -39,6 +49,13 @@ class Race:
     description: str
     threads: dict[str, str]  #: letter -> what the thread does
     make: Callable[[], tuple[Machine, Sequence[Thread]]]
+    notes: tuple[str, ...] = ()  #: what to know before stepping (pins, addresses)
+    #: step actions that touch only state the other threads never read or write (the
+    #: generic hotplug book-keeping: memblock, sysfs, devices, calls): the explorer need
+    #: not switch threads before them (see :func:`~mmkit.sched.explore.explore`)
+    local_actions: frozenset[str] = frozenset({"call", "memblock", "sysfs", "device"})
+    #: more local steps the scenario can vouch for (see :func:`ptdump_race`)
+    also_local: Callable[[Step], bool] | None = None
 
     def factory(self) -> tuple[Machine, Sequence[Thread]]:
         return self.make()
@@ -47,7 +64,12 @@ class Race:
         return Scheduler(self.make)
 
     def explore(self, bound: int = 2, **kw: Any) -> ExploreResult:
+        kw.setdefault("local", self.is_local)
         return explore(self.make, bound=bound, **kw)
+
+    def is_local(self, step: Step) -> bool:
+        """Whether ``step`` touches only state the other threads never read or write."""
+        return step.action in self.local_actions or bool(self.also_local and self.also_local(step))
 
     def call(self) -> str:
         """How to rebuild this scenario, for a replayable report."""
@@ -71,6 +93,9 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
     base.add_memory(0, start, size)
     base.history.clear()
     take_lock = base.policy.ptdump_hotplug_lock
+    # P only reads, so H runs the same steps in every interleaving: the tables H touches are
+    # known from one run, and P's read of any other table commutes with all of H's steps
+    touched = _tables_touched(copy.deepcopy(base), remove_memory, start, size)
 
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
@@ -95,7 +120,23 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
         "ptdump walks the kernel page tables while hot-remove frees table pages",
         {"H": "hot-remove", "P": "ptdump"},
         make,
+        also_local=lambda step: (
+            step.thread == "P" and step.action == "read" and step.table not in touched
+        ),
     )
+
+
+def _tables_touched(m: Machine, op: Callable[..., Any], *args: Any) -> frozenset[int]:
+    """The frames ``op(m, *args)``, run alone to the end, reads or writes as table pages,
+    allocates or frees."""
+    touched: set[int] = set()
+    for step in list(op(m, *args)):  # complete steps: an allocation knows its pfn now
+        if step.table is not None:
+            touched.add(step.table)
+        if step.action in ("alloc", "free") and step.pfn is not None:
+            pages = max(step.count, 1) * max(step.stride, 1, step.size >> m.desc.page_shift)
+            touched.update(range(step.pfn, step.pfn + pages))
+    return frozenset(touched)
 
 
 def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
@@ -129,3 +170,73 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
         {"H": "hot-remove", "R": "reader"},
         make,
     )
+
+
+def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7") -> Race:
+    """Patch 3/3's race: ``vmalloc()`` (``V``) against hot-remove (``H``) under ``policy``.
+
+    ``H`` removes the hot-added block whose memmap lies closest to the vmalloc area and ``V``
+    maps the vmalloc page closest to the vmemmap: the first area of the teaching layouts
+    (vmemmap right below vmalloc), or the last page below ``VMALLOC_END`` on the real ones
+    (``__vmalloc_node_range``, as a nearly full vmalloc area would hand out). ``notes``
+    explains, from the machine's own tables, which table page the two share and what pins it.
+    """
+    from mmkit.mm.hotplug import remove_memory
+    from mmkit.pgtable.shared import shared_tables
+
+    base = Machine(config, policy=policy, online_type="offline", vmalloc_areas=0, record=False)
+    mac = base.macros
+    size = base.desc.memory_block_size
+    page = base.page_size
+    below = mac["VMEMMAP_START"] < mac["VMALLOC_START"]  # the teaching order
+    if below:  # the topmost block of the linear map: its memmap ends at VMEMMAP_END
+        linear = min(
+            (mac["PAGE_END"] - mac["PAGE_OFFSET"]) & ((1 << 64) - 1),
+            (1 << mac["MAX_PHYSMEM_BITS"]) - base.memstart,
+        )
+        start = base.memstart + linear - size
+        area: dict[str, int] = {}
+    else:  # the lowest block above boot memory: its memmap is nearest VMEMMAP_START
+        top = max(s + n for s, n in base.boot_memory)
+        start = (top + size - 1) & ~(size - 1)
+        area = {"start": mac["VMALLOC_END"] - 2 * page}
+    base.add_memory(0, start, size)
+    base.history.clear()
+    memmap = (
+        base.vmemmap_va(start >> base.desc.page_shift),
+        base.vmemmap_va((start + size) >> base.desc.page_shift),
+    )
+    notes = tuple(t.explain() for t in shared_tables(base, removing=memmap)) or (
+        "No table page maps both vmalloc and vmemmap addresses in this layout (V7's test "
+        "finds no overlap): the race cannot happen.",
+    )
+
+    def make() -> tuple[Machine, Sequence[Thread]]:
+        m = copy.deepcopy(base)
+        return m, [
+            Thread(
+                "H",
+                f"hot-remove: remove_memory({start:#x}, {size:#x})",
+                0,
+                remove_memory(m, start, size),
+            ),
+            Thread("V", "vmalloc(PAGE_SIZE), then use it", 1, _vmalloc_and_use(m, page, area)),
+        ]
+
+    return Race(
+        f"vmalloc_race({config!r}, {policy!r})",
+        "vmalloc() walks a table page without a lock while hot-remove frees empty tables",
+        {"H": "hot-remove", "V": "vmalloc"},
+        make,
+        notes,
+    )
+
+
+def _vmalloc_and_use(m: Machine, nbytes: int, where: dict[str, int]) -> Iterator[Step]:
+    """``p = vmalloc(nbytes)`` (in ``where``'s range, if given), then touch ``p`` from CPU 1."""
+    from mmkit.mm.vmalloc import use_vmalloc_area, vmalloc
+
+    va = yield from vmalloc(m, nbytes, **where)
+    if va is not None:
+        yield from use_vmalloc_area(m, va, 1)
+    return va

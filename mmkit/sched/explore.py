@@ -26,10 +26,14 @@ from typing import Any
 
 from mmkit.sched.scheduler import Scheduler, Thread
 
-__all__ = ["FAILING_KINDS", "ExploreResult", "explore", "replay"]
+__all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "replay"]
 
 #: kernel event kinds that make a schedule fail
 FAILING_KINDS = frozenset({"use-after-free", "stale-tlb", "bug", "lost-mapping"})
+
+#: explored paths (complete schedules plus prefixes cut by the state cache) between two
+#: calls of ``explore``'s ``progress`` callback
+PROGRESS_EVERY = 10
 
 Factory = Callable[[], tuple[Any, Sequence[Thread]]]
 
@@ -42,6 +46,7 @@ class ExploreResult:
     haystack: int  #: multinomial count of all interleavings of the threads' steps
     thread_steps: dict[str, int]  #: steps each thread took in the first (default) run
     schedules: int = 0  #: complete schedules explored
+    classes: int = 0  #: equivalence classes among them: distinct final states and observations
     states: int = 0  #: distinct states visited
     cache_hits: int = 0  #: prefixes cut because their state was seen before
     failing: int = 0  #: complete schedules that failed
@@ -61,7 +66,8 @@ class ExploreResult:
             else "no failing schedule"
         )
         return (
-            f"{verdict}; bound {self.bound}: {self.schedules} schedules, {self.states} "
+            f"{verdict}; bound {self.bound}: {self.schedules} schedules in {self.classes} "
+            f"equivalence classes, {self.states} "
             f"states ({self.cache_hits} cut by the state cache) of a haystack of "
             f"{self.haystack} interleavings, {self.seconds:.2f} s"
         )
@@ -71,12 +77,29 @@ def _failed(s: Scheduler) -> bool:
     return any(e.kind in FAILING_KINDS for e in s.machine.events)
 
 
-def _state_key(s: Scheduler) -> tuple[object, ...]:
+def _state_key(s: Scheduler) -> int:
+    """What decides a prefix's futures: the machine (memory, tables, allocator, hotplug
+    state), the CPUs' TLBs, who holds which lock, the kernel log so far, and what each
+    thread has observed (every value its steps read or wrote, and what they found), since a
+    thread's next steps depend only on those."""
     seen = tuple(
-        (name, tuple((st.action, st.old, st.new, st.pfn, st.line) for st in t.steps))
+        (
+            name,
+            tuple(
+                (st.action, st.old, st.new, st.pfn, st.count, st.line, st.result) for st in t.steps
+            ),
+        )
         for name, t in sorted(s.threads.items())
     )
-    return (s.machine.digest(), seen)
+    m = s.machine
+    tlbs = tuple(
+        (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
+        for t in getattr(m, "tlbs", ())
+    )
+    # the cache keeps a 64-bit hash, not the state (table pages are kilobytes each): small
+    # and cheap to look up; a collision (odds about states**2 / 2**65) could only make the
+    # search skip one state
+    return hash((m.digest(), tlbs, s.locks.snapshot(), len(m.events), seen))
 
 
 def haystack(counts: Sequence[int]) -> int:
@@ -94,14 +117,25 @@ def explore(
     failing: Callable[[Scheduler], bool] = _failed,
     max_schedules: int = 100_000,
     progress: Callable[[ExploreResult], None] | None = None,
+    local: Callable[[Any], bool] | None = None,
 ) -> ExploreResult:
-    """Explore the schedules of ``factory``'s threads with at most ``bound`` preemptions."""
+    """Explore the schedules of ``factory``'s threads with at most ``bound`` preemptions.
+
+    ``local(step)`` names steps that touch only state no other thread of the scenario reads
+    or writes: such a step commutes with every step of the others, so a switch just before
+    it leads to the same states as a switch just after it, and the explorer only switches
+    before *visible* steps (CHESS's rule; the scenario vouches for ``local``).
+
+    ``progress(result)`` sees the running counts (``seconds`` so far) after every
+    :data:`PROGRESS_EVERY` explored paths and once more, final, when the search ends.
+    """
     t0 = time.perf_counter()
     base = Scheduler(factory)
     base.run()
     counts = {n: len(t.steps) for n, t in base.threads.items()}
     result = ExploreResult(bound, haystack(list(counts.values())), counts)
     seen: dict[tuple[object, ...], int] = {}
+    finals: set[int] = set()
     # Depth first without re-running every node: follow one path to its end, pushing the
     # alternatives met on the way; a pushed alternative is replayed from a fresh copy once.
     work: list[tuple[list[str], str | None, int]] = [([], None, 0)]
@@ -116,13 +150,13 @@ def explore(
             failed = failing(s)
             if failed or s.finished() or s.deadlock:
                 result.schedules += 1
+                finals.add(_state_key(s))
+                result.classes = len(finals)
                 if failed:
                     result.failing += 1
                     if result.shortest is None or len(s.schedule) < len(result.shortest.split()):
                         result.shortest = s.schedule_string()
                         result.events = [e.report() for e in s.machine.events]
-                if progress and result.schedules % 500 == 0:
-                    progress(result)
                 break
             # the same state reached with the same last thread and no more preemptions
             # spent has the same futures within the bound: explore it once
@@ -133,6 +167,8 @@ def explore(
             seen[key] = preemptions
             result.states += 1
             ready = s.runnable()
+            if local is not None and last in ready and local(s.threads[last].pending):
+                ready = [last]  # no switch before a local step: it commutes
             options = []
             for name in sorted(ready, key=lambda n: (n != last, n)):  # no switch first
                 cost = 1 if (last is not None and name != last and last in ready) else 0
@@ -142,7 +178,14 @@ def explore(
                 work.append(([*s.schedule, name], name, spent))
             last, preemptions = options[0]
             s.step(last)
+        # each path ends as a schedule or a cache hit; a path costs a fresh scenario (a
+        # machine copy), so a call every PROGRESS_EVERY paths is noise next to the work
+        if progress and (result.schedules + result.cache_hits) % PROGRESS_EVERY == 0:
+            result.seconds = time.perf_counter() - t0
+            progress(result)
     result.seconds = time.perf_counter() - t0
+    if progress:
+        progress(result)
     return result
 
 

@@ -81,6 +81,17 @@ class Scheduler:
             t.pending.thread = t.name
         except StopIteration as stop:
             t.pending, t.done, t.result = None, True, stop.value
+            return
+        req = lock_request(t.pending)
+        if req is not None and self.locks.self_deadlock(req[0], t.name):
+            # asking for a lock it holds: none of these locks is recursive, so the thread
+            # waits for itself (a mutex or writer blocks for good; a second read_lock
+            # deadlocks as soon as a writer queues between the two)
+            self.machine.record_event(
+                "bug",
+                t.pending.function,
+                f"{t.name} takes {req[0]} again while holding it: self-deadlock",
+            )
 
     def blocked(self, name: str) -> bool:
         t = self.threads[name]
@@ -113,12 +124,6 @@ class Scheduler:
         assert step is not None
         req = lock_request(step)
         if req is not None:
-            if self.locks.self_deadlock(req[0], name):
-                self.machine.record_event(
-                    "bug",
-                    step.function,
-                    f"{name} takes {req[0]} again while holding it: self-deadlock",
-                )
             self.locks.acquire(req[0], req[1], name)
         if step.action == "unlock" and step.note:
             self.locks.release(step.note.partition(":")[0], name)
@@ -126,7 +131,9 @@ class Scheduler:
         self.history.append(step)
         t.steps.append(step)
         self._advance(t)  # performs `step`, then yields the next one
-        if not self.finished() and not self.runnable():
+        # who may run changes only through locks or a thread finishing: check only then
+        changed = req is not None or step.action == "unlock" or t.done
+        if (changed or lock_request(t.pending)) and not self.finished() and not self.runnable():
             self.deadlock = True
             self.machine.record_event(
                 "bug",
