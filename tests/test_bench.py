@@ -16,6 +16,9 @@ def test_bench_quick_json_has_stable_keys(capsys):
         "numpy_floor_1g_s",
         "hotplug_1g_floor_ratio",
         "hotplug_1g_peak_mib",
+        "explore_ptdump_4k_48_naive_bound2_s",
+        "explore_lesson_races_slowest_s",
+        "explore_states_per_s",
     ):
         assert key in figures and figures[key] > 0
     assert all(k == k.lower() and " " not in k for k in figures)

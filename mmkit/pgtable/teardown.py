@@ -303,10 +303,15 @@ def _coarse_run(
     i0 = level.index(addr)
     n = min((end - (addr & ~(size - 1)) + size - 1) // size, level.ptrs - i0)
     arr = pt.content[table]
+    first = int(arr[i0])
+    if first and (why != "unmap" or not pt.is_sect(first)):
+        return 0  # a table entry (or a block in the free pass): walked on its own
     vals = arr[i0 : i0 + n]
-    a, b = _runs(vals, size)[0]
-    count = b - a
-    first = int(vals[0])
+    if first == 0:
+        stop = np.flatnonzero(vals)
+    else:  # blocks mapping consecutive memory: each one `size` further on
+        stop = np.flatnonzero(vals != np.arange(first, first + n * size, size, dtype=np.uint64))
+    count = int(stop[0]) if len(stop) else n
     if first == 0:
         read = Step(
             "read",
@@ -322,7 +327,7 @@ def _coarse_run(
         yield read
         read.old = int(arr[i0])
         return count
-    if why != "unmap" or count < 2 or not pt.is_sect(first):
+    if count < 2:
         return 0
     base = addr & ~(size - 1)
     step = Step(

@@ -38,7 +38,7 @@ from mmkit.machine import Machine
 from mmkit.sched import Scheduler, Thread
 from mmkit.sched.explore import ExploreResult, explore
 
-__all__ = ["Race", "ptdump_race", "tlb_order", "vmalloc_race"]
+__all__ = ["LESSON_RACES", "Race", "ptdump_race", "tlb_order", "vmalloc_race"]
 
 
 @dataclass
@@ -240,3 +240,18 @@ def _vmalloc_and_use(m: Machine, nbytes: int, where: dict[str, int]) -> Iterator
     if va is not None:
         yield from use_vmalloc_area(m, va, 1)
     return va
+
+
+#: The race scenarios the lessons explore, as (slug, scenario function, config, policy):
+#: ``mmkit bench`` times each at bound 2 (target: under a second each).
+LESSON_RACES: tuple[tuple[str, Callable[..., Race], str, str], ...] = (
+    ("ptdump_4k_48_naive", ptdump_race, "arm64-4k-48", "naive"),
+    ("ptdump_4k_48_v57", ptdump_race, "arm64-4k-48", "v5.7"),
+    ("tlb_order_4k_48_v3", tlb_order, "arm64-4k-48", "v3"),
+    ("tlb_order_4k_48_v57", tlb_order, "arm64-4k-48", "v5.7"),
+    *(
+        (f"vmalloc_teach_4k_39_{p.replace('.', '')}", vmalloc_race, "teach-4k-39", p)
+        for p in ("naive", "v3", "v6", "v7", "v5.7")
+    ),
+    ("vmalloc_4k_48_naive", vmalloc_race, "arm64-4k-48", "naive"),
+)
