@@ -48,3 +48,11 @@ def vmemmap_spans(m: Machine, blocks: set[int]) -> set[tuple[int, int]]:
 
 def live_spans(m: Machine) -> set[tuple[int, int]]:
     return {(info.depth, info.va_start) for info in m.pgtables.info.values()}
+
+
+def inside_vmemmap(m: Machine, span: tuple[int, int]) -> bool:
+    """Whether the table at ``(depth, start)`` maps only vmemmap addresses: what v5.7's
+    floor/ceiling (the whole vmemmap region) lets ``free_empty_tables`` free."""
+    depth, start = span
+    size = m.desc.geometry.levels_used[depth - 1].entry_size
+    return m.macros["VMEMMAP_START"] <= start and start + size <= m.desc.vmemmap_end

@@ -17,11 +17,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from mmkit.arch import pte as hw
 from mmkit.arch.arm64 import CONFIGS
-from mmkit.errors import Exists, MmkitError
+from mmkit.arch.teaching import CONFIGS as TEACHING
+from mmkit.arch.teaching import ERAS
+from mmkit.errors import Exists, InvalidArgument, MmkitError
 from mmkit.machine import Machine
 from mmkit.mm.ptdump import PtdumpRange, format_ptdump, parse_ptdump, ptdump_walk
 from mmkit.pgtable.walk import translate
-from tests.machine_oracle import live_spans, reachable_tables, vmemmap_spans
+from tests.machine_oracle import inside_vmemmap, live_spans, reachable_tables, vmemmap_spans
 
 ALL = list(CONFIGS)  # the built-in family (plugins may add more names)
 POLICIES = ["naive", "v3", "v6", "v7", "v5.7"]
@@ -29,6 +31,8 @@ ATTRS = hw.PTE_AF | hw.PTE_SHARED | hw.PTE_PXN | hw.PTE_UXN | hw.PTE_ATTRINDX(hw
 
 
 class Hotplug(RuleBasedStateMachine):
+    VMALLOC_AREAS = 1
+
     @initialize(
         name=st.sampled_from(ALL),
         policy=st.sampled_from(POLICIES),
@@ -37,12 +41,17 @@ class Hotplug(RuleBasedStateMachine):
     )
     def boot(self, name, policy, kernel, rodata_full):
         self.m = Machine(
-            name, policy=policy, kernel=kernel, vmalloc_areas=1, rodata_full=rodata_full
+            name,
+            policy=policy,
+            kernel=kernel,
+            vmalloc_areas=self.VMALLOC_AREAS,
+            rodata_full=rodata_full,
         )
         self.boot_spans = live_spans(self.m)
         self.block = self.m.desc.memory_block_size
         lm = (self.m.macros["PAGE_END"] or 1 << 64) - self.m.macros["PAGE_OFFSET"]
         reach = min(lm, 1 << self.m.macros["MAX_PHYSMEM_BITS"])
+        self.limit = min(self.m.memstart + lm, 1 << self.m.macros["MAX_PHYSMEM_BITS"])
         top = self.m.boot_memory[-1][0] + self.m.boot_memory[-1][1]
         near = [top + i * self.block for i in range(4)]
         far = [self.m.memstart + ((reach // d) & ~(self.block - 1)) for d in (2, 4)]
@@ -55,6 +64,11 @@ class Hotplug(RuleBasedStateMachine):
         start = self.candidates[i % len(self.candidates)]
         blocks = {start + k * self.block for k in range(n)}
         before = self.m.digest()
+        if start + n * self.block > self.limit:  # past the end of the linear map
+            with pytest.raises(InvalidArgument):
+                self.m.hot_add(start, n * self.block)
+            assert self.m.digest() == before
+            return
         if blocks & self.present:
             with pytest.raises(Exists):
                 self.m.hot_add(start, n * self.block)
@@ -133,7 +147,11 @@ class Hotplug(RuleBasedStateMachine):
             self.m.hot_remove(start, self.block)
         p = self.m.policy.name
         keeps = p == "v6" or (p == "v7" and self.m.desc.vmalloc_vmemmap_overlap.overlap)
-        kept = (vmemmap_spans(self.m, self.ever) - self.boot_spans) if keeps else set()
+        spans = vmemmap_spans(self.m, self.ever) - self.boot_spans
+        if p == "v5.7":  # floor/ceiling: only tables whose span lies inside the vmemmap go
+            kept = {s for s in spans if not inside_vmemmap(self.m, s)}
+        else:
+            kept = spans if keeps else set()
         assert live_spans(self.m) == self.boot_spans | kept
         assert self.m.events == []
 
@@ -145,3 +163,27 @@ Hotplug.TestCase.settings = settings(
     deadline=None,
 )
 TestHotplug = Hotplug.TestCase
+
+
+class TeachingHotplug(Hotplug):
+    """The same rules and invariants on the teaching layouts, with no vmalloc area: the
+    topmost block's memmap is then alone in a table page shared with vmalloc's span."""
+
+    VMALLOC_AREAS = 0
+
+    @initialize(
+        name=st.sampled_from(TEACHING),
+        policy=st.sampled_from(POLICIES),
+        kernel=st.sampled_from(ERAS),
+        rodata_full=st.booleans(),
+    )
+    def boot(self, name, policy, kernel, rodata_full):
+        Hotplug.boot(self, name, policy, kernel, rodata_full)
+        mac = self.m.macros
+        linear = (mac["PAGE_END"] - mac["PAGE_OFFSET"]) % (1 << 64)
+        top = self.m.memstart + linear - self.block
+        self.candidates = [top, top - self.block, *self.candidates[:4]]
+
+
+TeachingHotplug.TestCase.settings = Hotplug.TestCase.settings
+TestTeachingHotplug = TeachingHotplug.TestCase
