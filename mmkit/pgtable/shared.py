@@ -66,9 +66,13 @@ class SharedTableState:
         if self.pfn is None:
             return head + ": it is not allocated now."
         pins = self.pinned_by()
-        used = f"pfn {self.pfn:#x}, {len(self.entries)} entries in use"
-        if self.name:
-            used = f"{self.name}, static in the kernel image, {len(self.entries)} entries in use"
+        n = len(self.entries)
+        count = f"{n} {'entry' if n == 1 else 'entries'} in use"
+        used = (
+            f"{self.name}, static in the kernel image, {count}"
+            if self.name
+            else (f"pfn {self.pfn:#x}, {count}")
+        )
         if pins:
             return (
                 f"{head} ({used}). It can never become empty while "
