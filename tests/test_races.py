@@ -173,3 +173,43 @@ def test_skipping_switches_before_local_steps_loses_no_outcome(race, bound):
     full = explore(race.make, bound=bound, failing=never)
     assert reduced.classes == full.classes >= 2
     assert reduced.schedules <= full.schedules
+
+
+@pytest.mark.parametrize(
+    ("scenario", "config", "policy", "fails"),
+    [
+        (ptdump_race, "arm64-64k-42", "naive", True),
+        (vmalloc_race, "teach-64k-42", "naive", True),
+        (vmalloc_race, "teach-64k-42", "v5.7", False),
+        (tlb_order, "arm64-64k-42", "v3", True),
+    ],
+)
+def test_entry_level_steps_give_the_same_verdict(scenario, config, policy, fails):
+    """fine=True: every entry its own step, for stepping by hand; the verdict stands."""
+    coarse = scenario(config=config, policy=policy)
+    fine = scenario(config=config, policy=policy, fine=True)
+    assert fine.name.endswith("fine=True)")
+    c, f = coarse.explore(bound=1), fine.explore(bound=1)
+    assert c.found is f.found is fails
+    assert f.thread_steps["H"] > 2 * c.thread_steps["H"]
+    if fails:
+        assert f.events[0].split("\n")[0] == c.events[0].split("\n")[0]
+
+
+def test_a_warning_fails_a_schedule():
+    """WARN_ON is a failure condition too: vmalloc over a PTE someone else set warns."""
+    from mmkit.machine import Machine
+    from mmkit.mm.vmalloc import vmap_page_range
+    from mmkit.sched import Thread
+    from mmkit.sched.explore import explore as search
+
+    def make():
+        m = Machine("arm64-64k-42", vmalloc_areas=0, record=False)
+        va = m.macros["VMALLOC_START"]
+        return m, [
+            Thread("A", "vmap one page", 0, vmap_page_range(m, va, [0x40000], 0x713)),
+            Thread("B", "vmap the same page", 1, vmap_page_range(m, va, [0x40001], 0x713)),
+        ]
+
+    result = search(make, bound=0)
+    assert result.found and result.events[0].startswith("WARNING: in vmap_pte_range")

@@ -82,8 +82,10 @@ def _far_block(m: Machine) -> int:
     return m.memstart + (reach & ~(m.desc.memory_block_size - 1))
 
 
-def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
-    """Patch 2/3's race: ptdump (``P``) against hot-remove (``H``) under ``policy``."""
+def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool = False) -> Race:
+    """Patch 2/3's race: ptdump (``P``) against hot-remove (``H``) under ``policy``.
+
+    ``fine=True`` makes every page-table entry its own step (for stepping by hand)."""
     from mmkit.mm.hotplug import remove_memory
     from mmkit.mm.ptdump_debugfs import ptdump_show
 
@@ -92,6 +94,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
     size = base.desc.memory_block_size
     base.add_memory(0, start, size)
     base.history.clear()
+    base.fine = fine
     take_lock = base.policy.ptdump_hotplug_lock
     # P only reads, so H runs the same steps in every interleaving: the tables H touches are
     # known from one run, and P's read of any other table commutes with all of H's steps
@@ -116,7 +119,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7") -> Race:
         ]
 
     return Race(
-        f"ptdump_race({config!r}, {policy!r})",
+        f"ptdump_race({config!r}, {policy!r}" + (", fine=True)" if fine else ")"),
         "ptdump walks the kernel page tables while hot-remove frees table pages",
         {"H": "hot-remove", "P": "ptdump"},
         make,
@@ -139,8 +142,10 @@ def _tables_touched(m: Machine, op: Callable[..., Any], *args: Any) -> frozenset
     return frozenset(touched)
 
 
-def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
-    """clear → TLBI → free against a CPU holding a TLB entry for the memmap (``R``)."""
+def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48", *, fine: bool = False) -> Race:
+    """clear → TLBI → free against a CPU holding a TLB entry for the memmap (``R``).
+
+    ``fine=True`` makes every page-table entry its own step (for stepping by hand)."""
     from mmkit.mm.hotplug import remove_memory
     from mmkit.pgtable.tlb import access
 
@@ -151,6 +156,7 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
     va = base.vmemmap_va(start >> base.desc.page_shift)
     base.access(va, cpu=1)  # CPU 1 caches the translation of the block's struct pages
     base.history.clear()
+    base.fine = fine
 
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
@@ -165,14 +171,14 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48") -> Race:
         ]
 
     return Race(
-        f"tlb_order({policy!r}, {config!r})",
+        f"tlb_order({policy!r}, {config!r}" + (", fine=True)" if fine else ")"),
         "a CPU with a cached translation reads the memmap while hot-remove frees it",
         {"H": "hot-remove", "R": "reader"},
         make,
     )
 
 
-def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7") -> Race:
+def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7", *, fine: bool = False) -> Race:
     """Patch 3/3's race: ``vmalloc()`` (``V``) against hot-remove (``H``) under ``policy``.
 
     ``H`` removes the hot-added block whose memmap lies closest to the vmalloc area and ``V``
@@ -180,6 +186,7 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7") -> Race:
     (vmemmap right below vmalloc), or the last page below ``VMALLOC_END`` on the real ones
     (``__vmalloc_node_range``, as a nearly full vmalloc area would hand out). ``notes``
     explains, from the machine's own tables, which table page the two share and what pins it.
+    ``fine=True`` makes every page-table entry its own step (for stepping by hand).
     """
     from mmkit.mm.hotplug import remove_memory
     from mmkit.pgtable.shared import shared_tables
@@ -202,6 +209,7 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7") -> Race:
         area = {"start": mac["VMALLOC_END"] - 2 * page}
     base.add_memory(0, start, size)
     base.history.clear()
+    base.fine = fine
     memmap = (
         base.vmemmap_va(start >> base.desc.page_shift),
         base.vmemmap_va((start + size) >> base.desc.page_shift),
@@ -224,7 +232,7 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7") -> Race:
         ]
 
     return Race(
-        f"vmalloc_race({config!r}, {policy!r})",
+        f"vmalloc_race({config!r}, {policy!r}" + (", fine=True)" if fine else ")"),
         "vmalloc() walks a table page without a lock while hot-remove frees empty tables",
         {"H": "hot-remove", "V": "vmalloc"},
         make,

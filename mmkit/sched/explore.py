@@ -9,7 +9,7 @@ steps read and wrote), and two prefixes that reach the same state have the same 
 the second is not explored again.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
-failing kind (use-after-free, stale TLB, BUG, lost mapping, deadlock) is recorded. The
+failing kind (use-after-free, stale TLB, WARN, BUG, lost mapping, deadlock) is recorded. The
 shortest failing schedule is reported as a short string (``"H H P H P"``) that
 :func:`replay` reproduces exactly.
 
@@ -29,7 +29,7 @@ from mmkit.sched.scheduler import Scheduler, Thread
 __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "replay"]
 
 #: kernel event kinds that make a schedule fail
-FAILING_KINDS = frozenset({"use-after-free", "stale-tlb", "bug", "lost-mapping"})
+FAILING_KINDS = frozenset({"use-after-free", "stale-tlb", "warn", "bug", "lost-mapping"})
 
 #: explored paths (complete schedules plus prefixes cut by the state cache) between two
 #: calls of ``explore``'s ``progress`` callback
