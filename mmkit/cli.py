@@ -18,27 +18,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from mmkit.errors import InvalidArgument, MmkitError, UnknownName
-
-if TYPE_CHECKING:
-    from mmkit.scenarios.races import Race
-    from mmkit.sched.explore import ExploreResult
+from mmkit import cli_explore
+from mmkit.errors import InvalidArgument, MmkitError
 
 __all__ = ["main"]
 
 _HEX_KEYS = ("PAGE_OFFSET", "VMALLOC_START", "VMALLOC_END", "VMEMMAP_START")
-
-#: least wall time between two progress lines of ``mmkit explore``
-_PROGRESS_SECONDS = 0.5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -289,91 +281,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _race_names() -> list[str]:
-    """The race scenarios ``mmkit explore`` knows: every function :mod:`mmkit.scenarios.races`
-    exports (discovered, so a new scenario needs no change here)."""
-    from mmkit.scenarios import races
-
-    return sorted(n for n in races.__all__ if n != "Race")
-
-
-def _build_race(name: str, config: str | None, policy: str | None) -> Race:
-    from mmkit.scenarios import races
-
-    names = _race_names()
-    if name not in names:
-        raise UnknownName(f"unknown race scenario {name!r}", choices=names)
-    # only what was given: each scenario keeps its own defaults
-    kw = {k: v for k, v in (("config", config), ("policy", policy)) if v is not None}
-    race: Race = getattr(races, name)(**kw)
-    return race
-
-
-def _progress_printer(
-    stream: IO[str], *, interval: float | None = None, clock: Callable[[], float] = time.monotonic
-) -> Callable[[ExploreResult], None]:
-    """A ``progress`` callback for :func:`~mmkit.sched.explore.explore` that writes the
-    running counts to ``stream``, at most once every ``interval`` seconds of wall time."""
-    every = _PROGRESS_SECONDS if interval is None else interval
-    last = clock()
-
-    def report(r: ExploreResult) -> None:
-        nonlocal last
-        now = clock()
-        if now - last < every:
-            return
-        last = now
-        print(
-            f"mmkit explore: {r.schedules} schedules, {r.states} states, {r.failing} failing, "
-            f"{r.seconds:.1f} s",
-            file=stream,
-            flush=True,
-        )
-
-    return report
-
-
-def _replay_hint(name: str, race: Race, schedule: str) -> str:
-    return (
-        f"from mmkit.scenarios.races import {name}; from mmkit.sched.explore import replay; "
-        f"race = {race.call()}; s = replay(race.make, {schedule!r})"
-    )
-
-
-def _cmd_explore(args: argparse.Namespace) -> int:
-    race = _build_race(args.scenario, args.config, args.policy)
-    show = args.progress or (not args.quiet and sys.stderr.isatty())
-    result = race.explore(
-        args.bound,
-        max_schedules=args.max_schedules,
-        progress=_progress_printer(sys.stderr) if show else None,
-    )
-    if args.json:
-        data = dataclasses.asdict(result) | {"scenario": race.call(), "found": result.found}
-        print(json.dumps(data, indent=2))
-        return 0
-    rows = [[n, race.threads.get(n, "?"), str(k)] for n, k in result.thread_steps.items()]
-    lines = [
-        f"{race.call()}: {race.description}",
-        _table(rows, ["thread", "role", "steps"]),
-        f"haystack: {result.haystack} interleavings of these steps",
-        result.summary(),
-    ]
-    if not result.complete:
-        lines.append(
-            f"search cut short at --max-schedules {args.max_schedules}: schedules within "
-            f"bound {result.bound} are left unexplored"
-        )
-    if result.shortest is not None:
-        lines += ["", f"scenario: {race.call()}", f"schedule: {result.shortest}", "kernel events:"]
-        for report in result.events:
-            first, *rest = report.splitlines()
-            lines += [f"  {first}", *(f"    {line}" for line in rest)]
-        lines.append("replay:   " + _replay_hint(args.scenario, race, result.shortest))
-    print("\n".join(lines))
-    return 0
-
-
 def _cmd_lab(args: argparse.Namespace) -> int:
     from mmkit import lab
 
@@ -438,26 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="skip the 16 GiB case")
     c.set_defaults(func=_cmd_bench)
 
-    c = sub.add_parser("explore", help="search a race scenario's schedules for a kernel bug")
-    c.add_argument("scenario", help="a function of mmkit.scenarios.races, e.g. ptdump_race")
-    c.add_argument("--config", default=None, help="configuration (default: the scenario's)")
-    c.add_argument("--policy", default=None, help="hotplug policy (default: the scenario's)")
-    c.add_argument(
-        "--bound", type=_at_least(0), default=2, help="most preemptions per schedule (default: 2)"
-    )
-    c.add_argument(
-        "--max-schedules",
-        type=_at_least(1),
-        default=100_000,
-        help="stop after this many complete schedules (default: 100000)",
-    )
-    c.add_argument("--json", action="store_true", help="the result as one JSON object")
-    shown = c.add_mutually_exclusive_group()
-    shown.add_argument("--quiet", action="store_true", help="no progress lines")
-    shown.add_argument(
-        "--progress", action="store_true", help="progress lines on stderr even when not a TTY"
-    )
-    c.set_defaults(func=_cmd_explore)
+    cli_explore.add_parser(sub, _at_least)
 
     c = sub.add_parser("lab", help="start JupyterLab on the lessons (loopback, with a token)")
     c.add_argument("--notebook-dir", default=None, help="folder to open (default: the lessons)")

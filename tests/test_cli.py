@@ -195,9 +195,9 @@ def test_explore_json_carries_the_result_fields(capsys):
 def test_explore_progress_goes_to_stderr_only_when_asked(capsys, monkeypatch):
     import re
 
-    import mmkit.cli
+    import mmkit.cli_explore
 
-    monkeypatch.setattr(mmkit.cli, "_PROGRESS_SECONDS", 0.0)  # every callback prints
+    monkeypatch.setattr(mmkit.cli_explore, "PROGRESS_SECONDS", 0.0)  # every callback prints
     argv = ("explore", "ptdump_race", "--config", "arm64-64k-42", "--policy", "v5.7")
     code, out, err = run(capsys, *argv, "--bound", "1", "--json", "--progress")
     assert code == 0
@@ -217,12 +217,12 @@ def test_explore_progress_goes_to_stderr_only_when_asked(capsys, monkeypatch):
 
 
 def test_explore_progress_lines_are_rate_limited():
-    from mmkit.cli import _progress_printer
+    from mmkit.cli_explore import progress_printer
     from mmkit.sched.explore import ExploreResult
 
     now = [100.0]
     stream = io.StringIO()
-    report = _progress_printer(stream, interval=0.5, clock=lambda: now[0])
+    report = progress_printer(stream, interval=0.5, clock=lambda: now[0])
     result = ExploreResult(1, 10, {"A": 2, "B": 3})
     for t in (100.1, 100.4, 100.6, 100.7, 101.0, 101.2):
         now[0] = t
@@ -255,3 +255,9 @@ def test_explore_bad_input_exits_2_with_the_choices(capsys, argv, fragments):
     assert len(err.strip().splitlines()) == 1 and err.startswith("mmkit explore: error: ")
     for fragment in fragments:
         assert fragment in err
+
+
+def test_explore_knows_every_scenario_function_and_nothing_else():
+    from mmkit.cli_explore import race_names
+
+    assert race_names() == ["ptdump_race", "tlb_order", "vmalloc_race"]
