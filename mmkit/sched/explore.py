@@ -4,16 +4,26 @@ Two threads of n steps each interleave in C(2n, n) ways (the *haystack*: 184,756
 n = 10). Most concurrency bugs need one or two preemptions (CHESS, Musuvathi and Qadeer), so
 the explorer enumerates schedules with at most ``bound`` preemptions (a switch away from a
 thread that could have gone on), depth first, in a fixed thread order, and caches states: a
-state is the machine's digest plus what each thread has observed so far (the values its
-steps read and wrote), and two prefixes that reach the same state have the same futures, so
-the second is not explored again.
+state is the machine's digest, the TLBs, the locks held and the kernel log, plus what each
+thread has observed so far (the values its steps read and wrote), and two prefixes that reach
+the same state with no more preemptions spent have the same futures, so the second is not
+explored again. Two cheap partial-order reductions keep the search small: the state cache
+merges prefixes that differ only in the order of commuting steps, and the explorer never
+switches threads just before a step the scenario calls *local* (one that touches nothing
+another thread reads or writes), since switching just after it reaches the same states.
+Schedules whose end states are equal form one *equivalence class*; the result counts both.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
 failing kind (use-after-free, stale TLB, WARN, BUG, lost mapping, deadlock) is recorded. The
 shortest failing schedule is reported as a short string (``"H H P H P"``) that
 :func:`replay` reproduces exactly.
 
->>> # see tests/test_explore.py and mmkit.scenarios for real scenarios
+Deterministic: no randomness anywhere, so the same scenario gives the same result.
+
+>>> from mmkit.scenarios.races import ptdump_race
+>>> result = ptdump_race("arm64-64k-42", "naive").explore(bound=1)
+>>> result.found, result.events[0].splitlines()[0]
+(True, 'BUG: KASAN: use-after-free in walk_pte')
 """
 
 from __future__ import annotations
