@@ -151,8 +151,10 @@ class Step:
         if self.va is not None:
             where.append(f"va {self.va:#x}")
         detail = ""
-        if self.action == "write":
-            detail = f" {self.old or 0:#x} -> {self.new or 0:#x}"
+        if self.action == "write" and self.old is not None:  # performed: what it replaced
+            detail = f" {self.old:#x} -> {self.new or 0:#x}"
+        elif self.action == "write" and self.new is not None:  # about to write
+            detail = f" -> {self.new:#x}"
         elif self.action in ("alloc", "free") and self.pfn is not None:
             many = f"{self.count} x " if self.count > 1 else ""
             detail = f" pfn {self.pfn:#x} ({many}{self.size} bytes)"

@@ -90,3 +90,20 @@ def test_read_locks_share_and_write_locks_exclude():
     assert not t.available("mem_hotplug_lock", "read", "P")
     with pytest.raises(InvalidArgument):
         t.release("mem_hotplug_lock", "P")
+
+
+def test_status_tells_a_stepping_view_who_can_run_and_why_not():
+    s = Scheduler(factory())
+    s.step("A")  # A holds X; B asks for it next
+    a, b = s.status()
+    assert (a.name, a.state, a.holds, a.steps, a.waits_for) == (
+        "A",
+        "runnable",
+        {"X": "exclusive"},
+        1,
+        None,
+    )
+    assert a.next == "A: work 0 [write]"
+    assert (b.state, b.waits_for, b.holds, b.next) == ("blocked", "X", {}, "B: lock(X) [lock]")
+    s.run()
+    assert [(t.state, t.next, t.holds) for t in s.status()] == [("done", None, {})] * 2

@@ -24,7 +24,7 @@ from mmkit.errors import InvalidArgument
 from mmkit.events import Step
 from mmkit.sched.locks import LockTable
 
-__all__ = ["Scheduler", "Thread"]
+__all__ = ["Scheduler", "Thread", "ThreadStatus"]
 
 
 @dataclass
@@ -39,6 +39,20 @@ class Thread:
     done: bool = False
     result: Any = None
     steps: list[Step] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ThreadStatus:
+    """One thread as a stepping view shows it (see :meth:`Scheduler.status`)."""
+
+    name: str
+    label: str
+    cpu: int
+    state: str  #: "runnable", "blocked" or "done"
+    next: str | None  #: what its next step will do (``Step.describe()``), None when done
+    waits_for: str | None  #: the lock it is blocked on
+    holds: dict[str, str]  #: lock -> mode, the locks it holds
+    steps: int  #: steps taken so far
 
 
 def lock_request(step: Step | None) -> tuple[str, str] | None:
@@ -108,6 +122,27 @@ class Scheduler:
     def peek(self) -> dict[str, Step | None]:
         """Every thread's next step (None when done)."""
         return {n: t.pending for n, t in self.threads.items()}
+
+    def status(self) -> list[ThreadStatus]:
+        """Every thread's state, next step and locks, in thread order (for a stepping view:
+        a blocked thread's button is disabled and says which lock it waits for)."""
+        out = []
+        for n, t in self.threads.items():
+            blocked = not t.done and self.blocked(n)
+            req = lock_request(t.pending) if blocked else None
+            out.append(
+                ThreadStatus(
+                    n,
+                    t.label,
+                    t.cpu,
+                    "done" if t.done else "blocked" if blocked else "runnable",
+                    None if t.pending is None else t.pending.describe(),
+                    req[0] if req else None,
+                    self.locks.held_by(n),
+                    len(t.steps),
+                )
+            )
+        return out
 
     # ----------------------------------------------------------------- step
     def step(self, name: str) -> Step:
