@@ -1,0 +1,98 @@
+"""The plugin contracts: the API version, the entry-point groups, and the protocols a
+plugin (:class:`ArchPlugin`, :class:`PolicyPlugin`) and what it creates
+(:class:`ArchDescriptorLike`, :class:`RegionLike`) must follow.
+
+The checks that enforce them at load time are in :mod:`mmkit.plugins._validate`; the
+semantic checks are the test kit's (:mod:`mmkit.testing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol, runtime_checkable
+
+#: The plugin API this mmkit provides, ``"MAJOR.MINOR"``. A plugin must declare the same
+#: major; a newer minor is accepted with a note (see the module docstring).
+API_VERSION: Final = "1.0"
+
+#: Entry-point group of architecture families (:class:`ArchPlugin`).
+ARCH_GROUP: Final = "mmkit.arch"
+#: Entry-point group of policies (:class:`PolicyPlugin`).
+POLICY_GROUP: Final = "mmkit.policy"
+
+#: Macros every architecture descriptor's ``macros()`` must provide, as ``int`` values.
+REQUIRED_MACROS: Final = (
+    "PAGE_SHIFT",
+    "PGDIR_SHIFT",
+    "PTRS_PER_PGD",
+    "PTRS_PER_PTE",
+    "VMALLOC_START",
+    "VMALLOC_END",
+    "VMEMMAP_START",
+)
+
+
+@runtime_checkable
+class RegionLike(Protocol):
+    """One VA region of a descriptor: the half-open range ``[start, end)``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+@runtime_checkable
+class ArchDescriptorLike(Protocol):
+    """What ``ArchPlugin.create()`` returns: one kernel configuration.
+
+    ``macros()`` maps kernel macro names to ints and holds at least :data:`REQUIRED_MACROS`;
+    ``regions`` lists the VA regions in address order. Descriptors should be values (frozen
+    dataclasses): creating the same name with the same options twice gives equal objects.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def regions(self) -> Sequence[RegionLike]: ...
+    def macros(self) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
+class ArchPlugin(Protocol):
+    """What an ``mmkit.arch`` entry point names: one architecture family.
+
+    ``names()`` lists the family's configuration names (``"arm64-4k-48"``) in
+    :func:`natural_key` order; ``describe(name)`` is one line for listings;
+    ``create(name, **options)`` raises :class:`~mmkit.errors.UnknownName` for a name it does
+    not provide and :class:`~mmkit.errors.InvalidArgument` for a bad option.
+    """
+
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    def names(self) -> Sequence[str]: ...
+    def describe(self, name: str) -> str: ...
+    def create(self, name: str, **options: Any) -> ArchDescriptorLike: ...
+
+
+@runtime_checkable
+class PolicyPlugin(Protocol):
+    """What an ``mmkit.policy`` entry point names: one kernel policy (e.g. a patch version).
+
+    ``kernel_versions`` is a non-empty tuple of the versions or patch revisions it models.
+    """
+
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def kernel_versions(self) -> tuple[str, ...]: ...
