@@ -28,7 +28,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mmkit import arch as _arch
-from mmkit.arch import pte as hw
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, Exists, InvalidArgument, NoMemory, NotFound
 from mmkit.events import KernelEvent, Step
@@ -518,116 +517,17 @@ class Machine:
         return any(s < start + size and start < s + n for s, n in ranges)
 
     def arch_add_memory(self, start: int, size: int) -> Iterator[Step]:
-        """``arch_add_memory(nid, start, size, params)`` (v5.7; V7 has the same body):
-        linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
-        fails the linear map is torn down again and ``-ENOMEM`` is raised. The last step,
-        ``return 0``, records the range in ``hotplugged`` when performed."""
-        from mmkit.pgtable.mapping import (
-            NO_BLOCK_MAPPINGS,
-            NO_CONT_MAPPINGS,
-            create_pgd_mapping,
-            vmemmap_populate,
-        )
+        """``arch_add_memory()`` as steps (:func:`mmkit.pgtable.arch_hotplug.arch_add_memory`)."""
+        from mmkit.pgtable.arch_hotplug import arch_add_memory
 
-        fn = "arch_add_memory"
-        yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
-        flags = (
-            NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if self.rodata_full or self.debug_pagealloc else 0
-        )
-        yield from create_pgd_mapping(
-            self, start, self.lm_va(start), size, hw.kernel_prot("PAGE_KERNEL", ng=self.ng), flags
-        )
-        sec = 1 << self.macros["SECTION_SIZE_BITS"]
-        shift = self.desc.page_shift
-        for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
-            lo, hi = self.vmemmap_va(s >> shift), self.vmemmap_va((s + sec) >> shift)
-            try:
-                yield from vmemmap_populate(self, lo, hi)
-            except NoMemory:
-                # section_activate(): a failed memmap is depopulated again; earlier sections
-                # stay (as in the kernel); then arch_add_memory() unwinds the linear map
-                yield from self.vmemmap_free(lo, hi)
-                yield from self._remove_pgd_mapping(self.lm_va(start), size)
-                self.added_sections_leaked = (s - start) // sec
-                raise
-        yield Step("call", fn, "return 0", va=self.lm_va(start))
-        self.hotplugged.append((start, size))
-        self.hotplugged.sort()
-
-    def _remove_pgd_mapping(self, start: int, size: int) -> Iterator[Step]:
-        """``__remove_pgd_mapping(swapper_pg_dir, start, size)``."""
-        from mmkit.pgtable.teardown import (
-            free_empty_tables,
-            remove_pagetable_v3,
-            unmap_hotplug_range,
-        )
-
-        p = self.policy
-        end = start + size
-        yield Step(
-            "call",
-            "__remove_pgd_mapping",
-            f"__remove_pgd_mapping(swapper_pg_dir, {start:#x}, {size:#x})",
-            va=start,
-        )
-        if p.passes == 1:
-            yield from remove_pagetable_v3(self, start, end, False)
-            return
-        yield from unmap_hotplug_range(self, start, end, False)
-        yield from free_empty_tables(
-            self,
-            start,
-            end,
-            self.macros["PAGE_OFFSET"],
-            self.macros["PAGE_END"],
-            floor_ceiling=p.linear_floor_ceiling,
-        )
-
-    def vmemmap_free(self, start: int, end: int) -> Iterator[Step]:
-        """``vmemmap_free(start, end, altmap)`` under the machine's policy."""
-        from mmkit.pgtable.teardown import (
-            free_empty_tables,
-            remove_pagetable_v3,
-            unmap_hotplug_range,
-        )
-
-        p = self.policy
-        yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
-        if p.passes == 1:
-            yield from remove_pagetable_v3(self, start, end, True)
-            return
-        yield from unmap_hotplug_range(self, start, end, True)
-        if p.frees_vmemmap_tables(self.desc.vmalloc_vmemmap_overlap.overlap):
-            yield from free_empty_tables(
-                self,
-                start,
-                end,
-                self.macros["VMEMMAP_START"],
-                self.desc.vmemmap_end,
-                floor_ceiling=p.vmemmap_tables == "floor-ceiling",
-            )
+        return arch_add_memory(self, start, size)
 
     def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
-        """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
-        section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map. The
-        last step, ``return``, takes the range out of ``hotplugged`` when performed."""
-        yield Step(
-            "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
-        )
-        sec = 1 << self.macros["SECTION_SIZE_BITS"]
-        for s in range(start, start + size, sec):
-            yield from self.vmemmap_free(
-                self.vmemmap_va(s >> self.desc.page_shift),
-                self.vmemmap_va((s + sec) >> self.desc.page_shift),
-            )
-        yield from self._remove_pgd_mapping(self.lm_va(start), size)
-        yield Step("call", "arch_remove_memory", "return", va=self.lm_va(start))
-        kept: list[tuple[int, int]] = []
-        for s, n in self.hotplugged:
-            for lo, hi in ((s, min(s + n, start)), (max(s, start + size), s + n)):
-                if lo < hi:
-                    kept.append((lo, hi - lo))
-        self.hotplugged = sorted(kept)
+        """``arch_remove_memory()`` as steps
+        (:func:`mmkit.pgtable.arch_hotplug.arch_remove_memory`)."""
+        from mmkit.pgtable.arch_hotplug import arch_remove_memory
+
+        return arch_remove_memory(self, start, size)
 
     def _hotplug_pages_needed(self, size: int) -> int:
         """An upper bound on the pages hot-adding ``size`` bytes may allocate."""

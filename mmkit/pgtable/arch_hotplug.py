@@ -1,0 +1,127 @@
+"""arm64's ``arch_add_memory`` / ``arch_remove_memory``: the page-table side of hotplug.
+
+Models ``arch/arm64/mm/mmu.c`` as patch 3/3 leaves it (v5.7; V7 has the same structure):
+the linear map is created with ``__create_pgd_mapping()`` and the memmap of each section
+with ``vmemmap_populate()``; removal runs ``__remove_pages()`` (each section's
+``vmemmap_free()``) and then ``__remove_pgd_mapping()``, both through the policy's teardown
+(:mod:`mmkit.pgtable.teardown`). The v5.3 and v5.4 trees have no arm64 hot-remove: for every
+kernel version this is the patch's code, with the policy choosing the patch version.
+:class:`~mmkit.machine.Machine` calls these through its methods of the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from mmkit.arch import pte as hw
+from mmkit.errors import NoMemory
+from mmkit.events import Step
+from mmkit.pgtable.mapping import (
+    NO_BLOCK_MAPPINGS,
+    NO_CONT_MAPPINGS,
+    create_pgd_mapping,
+    vmemmap_populate,
+)
+from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, unmap_hotplug_range
+
+if TYPE_CHECKING:
+    from mmkit.machine import Machine
+
+__all__ = ["arch_add_memory", "arch_remove_memory", "remove_pgd_mapping", "vmemmap_free"]
+
+
+def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
+    """``arch_add_memory(nid, start, size, params)`` (v5.7; V7 has the same body):
+    linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
+    fails the linear map is torn down again and ``-ENOMEM`` is raised. The last step,
+    ``return 0``, records the range in ``hotplugged`` when performed."""
+    fn = "arch_add_memory"
+    yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
+    flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
+    yield from create_pgd_mapping(
+        m, start, m.lm_va(start), size, hw.kernel_prot("PAGE_KERNEL", ng=m.ng), flags
+    )
+    sec = 1 << m.macros["SECTION_SIZE_BITS"]
+    shift = m.desc.page_shift
+    for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
+        lo, hi = m.vmemmap_va(s >> shift), m.vmemmap_va((s + sec) >> shift)
+        try:
+            yield from vmemmap_populate(m, lo, hi)
+        except NoMemory:
+            # section_activate(): a failed memmap is depopulated again; earlier sections
+            # stay (as in the kernel); then arch_add_memory() unwinds the linear map
+            yield from vmemmap_free(m, lo, hi)
+            yield from remove_pgd_mapping(m, m.lm_va(start), size)
+            m.added_sections_leaked = (s - start) // sec
+            raise
+    yield Step("call", fn, "return 0", va=m.lm_va(start))
+    m.hotplugged.append((start, size))
+    m.hotplugged.sort()
+
+
+def remove_pgd_mapping(m: Machine, start: int, size: int) -> Iterator[Step]:
+    """``__remove_pgd_mapping(swapper_pg_dir, start, size)``."""
+    p = m.policy
+    end = start + size
+    yield Step(
+        "call",
+        "__remove_pgd_mapping",
+        f"__remove_pgd_mapping(swapper_pg_dir, {start:#x}, {size:#x})",
+        va=start,
+    )
+    if p.passes == 1:
+        yield from remove_pagetable_v3(m, start, end, False)
+        return
+    yield from unmap_hotplug_range(m, start, end, False)
+    yield from free_empty_tables(
+        m,
+        start,
+        end,
+        m.macros["PAGE_OFFSET"],
+        m.macros["PAGE_END"],
+        floor_ceiling=p.linear_floor_ceiling,
+    )
+
+
+def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
+    """``vmemmap_free(start, end, altmap)`` under the machine's policy."""
+    p = m.policy
+    yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
+    if p.passes == 1:
+        yield from remove_pagetable_v3(m, start, end, True)
+        return
+    yield from unmap_hotplug_range(m, start, end, True)
+    if p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap):
+        yield from free_empty_tables(
+            m,
+            start,
+            end,
+            m.macros["VMEMMAP_START"],
+            m.desc.vmemmap_end,
+            floor_ceiling=p.vmemmap_tables == "floor-ceiling",
+        )
+
+
+def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
+    """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
+    section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map. The
+    last step, ``return``, takes the range out of ``hotplugged`` when performed."""
+    yield Step(
+        "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
+    )
+    sec = 1 << m.macros["SECTION_SIZE_BITS"]
+    for s in range(start, start + size, sec):
+        yield from vmemmap_free(
+            m,
+            m.vmemmap_va(s >> m.desc.page_shift),
+            m.vmemmap_va((s + sec) >> m.desc.page_shift),
+        )
+    yield from remove_pgd_mapping(m, m.lm_va(start), size)
+    yield Step("call", "arch_remove_memory", "return", va=m.lm_va(start))
+    kept: list[tuple[int, int]] = []
+    for s, n in m.hotplugged:
+        for lo, hi in ((s, min(s + n, start)), (max(s, start + size), s + n)):
+            if lo < hi:
+                kept.append((lo, hi - lo))
+    m.hotplugged = sorted(kept)
