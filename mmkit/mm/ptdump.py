@@ -41,6 +41,16 @@ Faithful quirks and modelling notes:
   not map the KASAN shadow, and over fully populated early-shadow tables it prints the same.
 * Table pages are read by frame, live or freed, as the kernel would read them.
 
+The code lives in sibling modules, one idea each, and everything is re-exported here, which is
+the place to import it from:
+
+* :mod:`mmkit.mm.ptdump_records`: the records, :class:`PtdumpRange` and :class:`PtdumpMarker`;
+* :mod:`mmkit.mm.ptdump_format`: the per-era ``pte_bits[]``/``pg_level[]`` tables and the
+  text formatter (:func:`format_range`, :func:`format_ptdump`);
+* :mod:`mmkit.mm.ptdump_parse`: the parser of real dump text (:func:`parse_ptdump`);
+* this module: the address markers, the walkers with ``note_page()`` merging, and
+  :func:`ptdump`.
+
 >>> from mmkit.machine import Machine
 >>> print(ptdump(Machine("arm64-64k-42", kernel="v5.4")).splitlines()[1])
 0xfffffc0000000000-0xfffffc0000200000           2M PTE       RW NX SHD AF NG CON     UXN MEM/NORMAL
@@ -49,15 +59,24 @@ Faithful quirks and modelling notes:
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmkit.arch import pte as hw
 from mmkit.errors import InvalidArgument
+from mmkit.mm.ptdump_format import (
+    ERAS,
+    PTE_GP,
+    _attr_strings,
+    _Era,
+    _era,
+    format_ptdump,
+    format_range,
+)
+from mmkit.mm.ptdump_parse import parse_ptdump
+from mmkit.mm.ptdump_records import _M64, _TOP, PtdumpMarker, PtdumpRange, PtdumpRecord
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -75,184 +94,6 @@ __all__ = [
     "ptdump",
     "ptdump_walk",
 ]
-
-_M64 = (1 << 64) - 1
-_TOP = 1 << 64
-
-#: Kernel eras whose ptdump this module reproduces.
-ERAS: tuple[str, ...] = ("v5.3", "v5.4", "v5.7", "v6.1")
-
-#: ``PTE_GP`` (v6.1 ``pgtable-hwdef.h``): bit 50, BTI guarded page. v6.1 ptdump prints it.
-PTE_GP = 1 << 50
-
-#: ``units[]`` of ``note_page()``: the size is printed in KiB, scaled while divisible.
-_UNITS = "KMGTPE"
-
-
-# ------------------------------------------------------------------------------- records
-@dataclass(frozen=True, slots=True)
-class PtdumpMarker:
-    """One ``---[ name ]---`` line: the walk reached ``address`` (``addr_marker``).
-
-    ``address`` is the marker's ``start_address``; ``None`` when parsed from text (the line
-    does not show it).
-    """
-
-    name: str
-    address: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PtdumpRange:
-    """One range line of the dump.
-
-    ``end`` is exclusive and may be ``2**64`` (the kernel prints it as ``0x0000000000000000``).
-    ``level`` is the level name as printed (``"PGD"``, ``"PUD"``, ``"PMD"``, ``"PTE"``).
-    ``prot`` is the masked attribute bits ``note_page()`` merged on (``None`` when parsed);
-    ``attrs`` the attribute strings as printed, blanks included (walk), or the tokens in
-    text order (parsed). ``size`` is in bytes, ``level_no`` the ``note_page()`` level number
-    (arch walker 1..4, generic walker 0..4; ``None`` when parsed).
-    """
-
-    start: int
-    end: int
-    level: str
-    prot: int | None
-    attrs: tuple[str, ...]
-    size: int
-    level_no: int | None = None
-
-    @property
-    def tokens(self) -> frozenset[str]:
-        """The printed attributes as a set of words, blanks dropped (``"x "`` is ``"x"``)."""
-        return frozenset(a.strip() for a in self.attrs if a.strip())
-
-    @property
-    def mapped(self) -> bool:
-        """Whether the range maps memory: it shows attributes and none of them is ``F``."""
-        tokens = self.tokens
-        return bool(tokens) and "F" not in tokens
-
-
-PtdumpRecord = PtdumpRange | PtdumpMarker
-
-
-# ------------------------------------------------------------------------ era formats
-# One entry of ``pte_bits[]``: (mask, value, printed when equal, printed otherwise or None).
-_ProtBit = tuple[int, int, str, str | None]
-
-_COMMON_BITS: tuple[_ProtBit, ...] = (
-    (hw.PTE_VALID, hw.PTE_VALID, " ", "F"),
-    (hw.PTE_USER, hw.PTE_USER, "USR", "   "),
-    (hw.PTE_RDONLY, hw.PTE_RDONLY, "ro", "RW"),
-    (hw.PTE_PXN, hw.PTE_PXN, "NX", "x "),
-    (hw.PTE_SHARED, hw.PTE_SHARED, "SHD", "   "),
-    (hw.PTE_AF, hw.PTE_AF, "AF", "  "),
-    (hw.PTE_NG, hw.PTE_NG, "NG", "  "),
-    (hw.PTE_CONT, hw.PTE_CONT, "CON", "   "),
-    (hw.PTE_TABLE_BIT, hw.PTE_TABLE_BIT, "   ", "BLK"),
-)
-
-# Memory types, keyed by the AttrIndx values mmkit's descriptors use (the v5.4 MAIR layout,
-# mmkit.arch.pte.MT_*). v5.x prints the five strings of v5.4 dump.c; v6.1 has no DEVICE/GRE
-# and adds MEM/NORMAL-TAGGED, for which mmkit has no index (its machines never map MTE tags).
-_MEM_V5: tuple[tuple[int, str], ...] = tuple(hw.PTDUMP_MEM_TYPES.items())
-_MEM_V61: tuple[tuple[int, str], ...] = (
-    (hw.MT_DEVICE_nGnRnE, "DEVICE/nGnRnE"),
-    (hw.MT_DEVICE_nGnRE, "DEVICE/nGnRE"),
-    (hw.MT_NORMAL_NC, "MEM/NORMAL-NC"),
-    (hw.MT_NORMAL, "MEM/NORMAL"),
-)
-
-
-@dataclass(frozen=True)
-class _Era:
-    """What differs between the eras' ``note_page()`` / walkers."""
-
-    name: str
-    generic: bool  #: generic mm/ptdump.c walker (holes noted with their depth)
-    prints_holes: bool  #: ranges with prot 0 are printed (without attributes)
-    bits: tuple[_ProtBit, ...]  #: pte_bits[] in print order
-    level_names: dict[int, str]  #: pg_level[].name by note_page level number
-    initial_level: int  #: st->level when the walk starts
-    unstarted: int  #: the st->level value that means "nothing noted yet"
-    final_level: int  #: level of the flushing call after the walk
-
-    @property
-    def mask(self) -> int:
-        """``pg_level[].mask``: the OR of every ``pte_bits[]`` mask (same for all levels)."""
-        out = 0
-        for mask, _val, _set, _clear in self.bits:
-            out |= mask
-        return out
-
-
-def _era(era: str, levels: int) -> _Era:
-    if era not in ERAS:
-        raise InvalidArgument(f"ptdump: unknown kernel era {era!r}", choices=ERAS)
-    pud = "PUD" if levels > 3 else "PGD"  # (CONFIG_PGTABLE_LEVELS > 3) ? "PUD" : "PGD"
-    pmd = "PMD" if levels > 2 else "PGD"  # (CONFIG_PGTABLE_LEVELS > 2) ? "PMD" : "PGD"
-    v61 = era == "v6.1"
-    uxn: tuple[_ProtBit, ...] = (
-        (hw.PTE_UXN, hw.PTE_UXN, "UXN", None if era in ("v5.3", "v5.4") else "   "),
-    )
-    gp: tuple[_ProtBit, ...] = ((PTE_GP, PTE_GP, "GP", "  "),) if v61 else ()
-    mem = tuple(
-        (hw.PTE_ATTRINDX_MASK, hw.PTE_ATTRINDX(idx), s, None)
-        for idx, s in (_MEM_V61 if v61 else _MEM_V5)
-    )
-    bits = _COMMON_BITS + uxn + gp + mem
-    if era in ("v5.3", "v5.4"):
-        # dump.c: pg_level[0] is the empty "not started" slot, 1..4 are PGD..PTE
-        return _Era(
-            era,
-            False,
-            False,
-            bits,
-            {1: "PGD", 2: pud, 3: pmd, 4: "PTE"},
-            initial_level=0,
-            unstarted=0,
-            final_level=0,
-        )
-    # v5.7 ptdump_walk() builds its pg_state without ".level = -1" (ptdump_check_wx() has
-    # it), so the first range of the v5.7 dump starts at 0 with level 0; v6.1 sets -1.
-    return _Era(
-        era,
-        True,
-        True,
-        bits,
-        {0: "PGD", 1: "P4D", 2: pud, 3: pmd, 4: "PTE"},
-        initial_level=0 if era == "v5.7" else -1,
-        unstarted=-1,
-        final_level=-1,
-    )
-
-
-def _attr_strings(era: _Era, prot: int) -> tuple[str, ...]:
-    """``dump_prot()``: each ``pte_bits[]`` entry's set or clear string (NULL ones skipped)."""
-    out = []
-    for mask, val, when_set, when_clear in era.bits:
-        s = when_set if prot & mask == val else when_clear
-        if s is not None:
-            out.append(s)
-    return tuple(out)
-
-
-def _attr_strings_from_tokens(era: _Era, tokens: frozenset[str]) -> tuple[str, ...]:
-    """The strings ``dump_prot()`` would print for a range showing ``tokens`` (parsed text)."""
-    out = []
-    for mask, _val, when_set, when_clear in era.bits:
-        if when_set.strip() and when_set in tokens:
-            out.append(when_set)
-        elif mask == hw.PTE_ATTRINDX_MASK:
-            continue  # a memory type the range does not show prints nothing
-        elif when_clear is not None and when_clear.strip() and when_clear.strip() in tokens:
-            out.append(when_clear)
-        elif not when_set.strip():
-            out.append(when_set)  # blank "set" string (valid, page/table): the default
-        elif when_clear is not None:
-            out.append(when_clear)
-    return tuple(out)
 
 
 # -------------------------------------------------------------------------- markers
@@ -508,139 +349,6 @@ def _walk(m: Machine, era: _Era, st: _NotePage, lo: int, hi: int) -> Iterator[Pt
     yield from st.note(hi & _M64, era.final_level, 0)
 
 
-# ------------------------------------------------------------------------- rendering
-def _size_field(size: int) -> str:
-    """``"%9lu%c"`` of ``note_page()``: KiB scaled by 1024 while divisible.
-
-    >>> _size_field(0x210000), _size_field(2 << 20), _size_field(((1 << 64) - (1 << 48)))
-    ('     2112K', '        2M', ' 16776960T')
-    """
-    delta = (size & _M64) >> 10
-    unit = 0
-    while not delta & 1023 and unit + 1 < len(_UNITS):
-        delta >>= 10
-        unit += 1
-    return f"{delta:9d}{_UNITS[unit]}"
-
-
-def format_range(rec: PtdumpRange, era: str) -> str | None:
-    """One range line (no newline) as ``era`` prints it, or ``None`` if that era's
-    ``note_page()`` would not print it (v5.3/v5.4 skip ranges without attributes)."""
-    spec = _era(era, 4)
-    if rec.prot is not None:
-        attrs = _attr_strings(spec, rec.prot) if rec.prot else ()
-        shown = bool(rec.prot)
-    else:
-        shown = bool(rec.tokens)
-        attrs = _attr_strings_from_tokens(spec, rec.tokens) if shown else ()
-    if not shown and not spec.prints_holes:
-        return None
-    head = f"0x{rec.start & _M64:016x}-0x{rec.end & _M64:016x}   "
-    return (
-        head + f"{_size_field(rec.end - rec.start)} {rec.level}" + "".join(" " + a for a in attrs)
-    )
-
-
-def format_ptdump(records: Iterable[PtdumpRecord], era: str) -> str:
-    """Render records as ``era``'s ``kernel_page_tables`` text, byte for byte.
-
-    Range lines: ``0x%016lx-0x%016lx``, 3 spaces, ``%9lu%c`` size, a space, the level name,
-    then each attribute string preceded by one space (v5.4: none for clear UXN; v5.7: 3
-    spaces; v6.1 also ``GP``/2 spaces). Marker lines: ``---[ name ]---``. Attribute strings
-    are derived from ``prot`` (walk records) or from the tokens (parsed records), so parsed
-    text can be re-rendered in another era's spacing.
-
-    >>> r = PtdumpRange(0xffff000000000000, 0xffff000000200000, "PMD", 0x68000000000f11,
-    ...                 (), 2 << 20)
-    >>> text = format_ptdump([PtdumpMarker("Linear Mapping start"), r], "v5.4")
-    >>> marker, line = text.splitlines()
-    >>> print(marker); print(line[:54]); print(line[54:])
-    ---[ Linear Mapping start ]---
-    0xffff000000000000-0xffff000000200000           2M PMD
-           RW NX SHD AF NG     BLK UXN MEM/NORMAL
-    """
-    _era(era, 4)  # validates the era name
-    lines = []
-    for rec in records:
-        if isinstance(rec, PtdumpMarker):
-            lines.append(f"---[ {rec.name} ]---")
-            continue
-        line = format_range(rec, era)
-        if line is not None:
-            lines.append(line)
-    return "".join(line + "\n" for line in lines)
-
-
 def ptdump(m: Machine) -> str:
     """``cat /sys/kernel/debug/kernel_page_tables`` on the machine (its era's format)."""
     return format_ptdump(ptdump_walk(m), m.desc.kernel)
-
-
-# --------------------------------------------------------------------------- parsing
-_RANGE_RE = re.compile(
-    r"^\s*0x([0-9a-fA-F]{1,16})\s*-\s*0x([0-9a-fA-F]{1,16})\s+(\d+)\s*([KMGTPE])\s+"
-    r"(PGD|P4D|PUD|PMD|PTE)(?:\s+(.*?))?\s*$"
-)
-_MARKER_RE = re.compile(r"^\s*---\[\s*(.*?)\s*\]---\s*$")
-#: Every attribute word any era prints (memory types are matched by pattern).
-_TOKENS = frozenset(
-    {"F", "USR", "ro", "RW", "NX", "x", "SHD", "AF", "NG", "CON", "BLK", "UXN", "GP"}
-)
-_MEM_RE = re.compile(r"^(DEVICE|MEM)/[A-Za-z-]+$")
-
-
-def parse_ptdump(text: str) -> list[PtdumpRecord]:
-    """Parse ``kernel_page_tables`` text of any era into records.
-
-    Accepts the v5.3/v5.4, v5.7 and v6.1 formats and the condensed sample of
-    ``Documentation/arch/arm64/ptdump.rst`` (any amount of spaces between fields). Blank
-    lines are skipped. A range ending at ``0x0000000000000000`` ends at ``2**64``. The size
-    column must agree with the addresses. Raises :class:`~mmkit.errors.InvalidArgument`
-    naming the line number and text of the first malformed line.
-
-    >>> recs = parse_ptdump('''---[ Modules start ]---
-    ... 0xffff800000000000-0xffff800008000000   128M PTE
-    ... 0xfff0000000000000-0xfff0000000210000  2112K PTE RW NX SHD AF  UXN  MEM/NORMAL''')
-    >>> recs[1].mapped, recs[2].size == 0x210000, sorted(recs[2].tokens)[:3]
-    (False, True, ['AF', 'MEM/NORMAL', 'NX'])
-    """
-    out: list[PtdumpRecord] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        mk = _MARKER_RE.match(line)
-        if mk:
-            if not mk.group(1):
-                raise _bad_line(lineno, line, "the marker has no name")
-            out.append(PtdumpMarker(mk.group(1)))
-            continue
-        mr = _RANGE_RE.match(line)
-        if not mr:
-            raise _bad_line(
-                lineno,
-                line,
-                "expected '0x<start>-0x<end> <size><K|M|G|T|P|E> "
-                "<PGD|P4D|PUD|PMD|PTE> [attributes]' or '---[ <name> ]---'",
-            )
-        start, end = int(mr.group(1), 16), int(mr.group(2), 16)
-        if end == 0:
-            end = _TOP
-        if end <= start:
-            raise _bad_line(lineno, line, "the end address is not above the start")
-        size = int(mr.group(3)) << (10 * (1 + _UNITS.index(mr.group(4))))
-        if size != end - start:
-            raise _bad_line(
-                lineno,
-                line,
-                f"the size column says {size:#x} bytes but the addresses span {end - start:#x}",
-            )
-        attrs = tuple((mr.group(6) or "").split())
-        for tok in attrs:
-            if tok not in _TOKENS and not _MEM_RE.match(tok):
-                raise _bad_line(lineno, line, f"unknown attribute {tok!r}")
-        out.append(PtdumpRange(start, end, mr.group(5), None, attrs, size))
-    return out
-
-
-def _bad_line(lineno: int, line: str, why: str) -> InvalidArgument:
-    return InvalidArgument(f"ptdump text line {lineno}: {line!r}: {why}")
