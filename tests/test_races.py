@@ -213,3 +213,13 @@ def test_a_warning_fails_a_schedule():
 
     result = search(make, bound=0)
     assert result.found and result.events[0].startswith("WARNING: in vmap_pte_range")
+
+
+@pytest.mark.parametrize(
+    "config", ["teach-4k-48", "teach-16k-36", "teach-16k-47", "teach-16k-48", "teach-64k-48"]
+)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_teaching_layout_gives_each_policy_its_verdict(config, policy):
+    """Bound 1 (one preemption) is enough to break naive and V3 everywhere."""
+    result = vmalloc_race(config, policy).explore(bound=1)
+    assert result.found is (policy in ("naive", "v3"))
