@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mmkit.errors import InvalidArgument, NoMemory
 
 __all__ = ["Frame", "PhysMem"]
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """Book-keeping for one allocated (or once allocated) page frame (immutable: a change
-    of state replaces the record, so copies of the allocator can share them)."""
+    of state replaces the record, so copies of the allocator can share them; a named tuple,
+    as it is built for every table page allocated or freed)."""
 
     state: str  #: "free", "reserved", "table", "backing"
     order: int = 0  #: the frame heads a block of 2**order pages

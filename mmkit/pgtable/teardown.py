@@ -99,7 +99,7 @@ def _free_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        if not m.fine:
+        if not m.fine and not arr[idx]:  # a run of none entries?
             run = yield from coarse_run(m, level, table, addr, end, False, fn, "free")
             if run:
                 addr = min((addr & ~(size - 1)) + run * size, end)
