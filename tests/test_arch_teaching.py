@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 import pytest
@@ -139,3 +140,20 @@ def test_removing_the_top_block_empties_table_t_and_policies_differ(name, policy
     assert (still.pfn is None) is freed
     if not freed:
         assert still.entries == ()  # kept, but empty
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("kasan", [None, "generic", "sw_tags"])
+@pytest.mark.parametrize("kernel", ERAS)
+def test_regions_tile_the_kernel_half_with_every_option(name, kasan, kernel):
+    if kasan and name == "teach-16k-48":
+        with pytest.raises(InvalidArgument, match="KASAN is impossible"):
+            PLUGIN.create(name, kasan=kasan, kernel=kernel)
+        return
+    d = PLUGIN.create(name, kasan=kasan, kernel=kernel)
+    kernel_half = d.regions[1:]
+    assert kernel_half[0].start == d.kernel_va_start() and kernel_half[-1].end == 1 << 64
+    for a, b in itertools.pairwise(kernel_half):
+        assert a.start < a.end == b.start
+    assert d.macros()["VMEMMAP_START"] >= d.macros()["MODULES_END"]
+    assert d.vmalloc_vmemmap_overlap.overlap
