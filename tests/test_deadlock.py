@@ -134,19 +134,9 @@ def test_abba_interleaving_is_reported_as_a_deadlock(make, schedule, waits, held
 @pytest.mark.parametrize(("make", "schedule", "waits", "held"), ABBA_CASES)
 def test_stepping_a_blocked_thread_is_refused_and_changes_nothing(make, schedule, waits, held):
     s = deadlocked(make, schedule)
-    before = (
-        list(s.schedule),
-        s.machine.digest(),
-        s.locks.snapshot(),
-        dict(s.machine.locks),
-        [e.report() for e in s.machine.events],
-        {n: t.pending for n, t in s.threads.items()},
-    )
-    first, second = schedule
-    for name, lock in ((first, MEM), (second, DEVICE)):
-        with pytest.raises(InvalidArgument, match=f"^thread {name} is blocked on {lock}$"):
-            s.step(name)
-        after = (
+
+    def state():
+        return (
             list(s.schedule),
             s.machine.digest(),
             s.locks.snapshot(),
@@ -154,7 +144,13 @@ def test_stepping_a_blocked_thread_is_refused_and_changes_nothing(make, schedule
             [e.report() for e in s.machine.events],
             {n: t.pending for n, t in s.threads.items()},
         )
-        assert after == before
+
+    before = state()
+    first, second = schedule
+    for name, lock in ((first, MEM), (second, DEVICE)):
+        with pytest.raises(InvalidArgument, match=f"^thread {name} is blocked on {lock}$"):
+            s.step(name)
+        assert state() == before
 
 
 def test_explorer_needs_one_preemption_to_find_the_deadlock_and_replays_it():

@@ -76,6 +76,15 @@ class Race:
         return self.name
 
 
+def _hot_remove(m: Machine, start: int, size: int) -> Thread:
+    """Thread ``H`` on CPU 0: ``remove_memory(start, size)`` (then the arch teardown)."""
+    from mmkit.mm.hotplug import remove_memory
+
+    return Thread(
+        "H", f"hot-remove: remove_memory({start:#x}, {size:#x})", 0, remove_memory(m, start, size)
+    )
+
+
 def _far_block(m: Machine) -> int:
     lm = (m.macros["PAGE_END"] or 1 << 64) - m.macros["PAGE_OFFSET"]
     reach = min(lm, 1 << m.macros["MAX_PHYSMEM_BITS"]) // 2
@@ -103,12 +112,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
         return m, [
-            Thread(
-                "H",
-                f"hot-remove: remove_memory({start:#x}, {size:#x})",
-                0,
-                remove_memory(m, start, size),
-            ),
+            _hot_remove(m, start, size),
             Thread(
                 "P",
                 "cat /sys/kernel/debug/kernel_page_tables"
@@ -146,7 +150,6 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48", *, fine: bool =
     """clear → TLBI → free against a CPU holding a TLB entry for the memmap (``R``).
 
     ``fine=True`` makes every page-table entry its own step (for stepping by hand)."""
-    from mmkit.mm.hotplug import remove_memory
     from mmkit.pgtable.tlb import access
 
     base = Machine(config, policy=policy, online_type="offline", vmalloc_areas=1, record=False)
@@ -161,12 +164,7 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48", *, fine: bool =
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
         return m, [
-            Thread(
-                "H",
-                f"hot-remove: remove_memory({start:#x}, {size:#x})",
-                0,
-                remove_memory(m, start, size),
-            ),
+            _hot_remove(m, start, size),
             Thread("R", f"CPU1 reads struct page at {va:#x}", 1, access(m, va, 1)),
         ]
 
@@ -188,7 +186,6 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7", *, fine: boo
     explains, from the machine's own tables, which table page the two share and what pins it.
     ``fine=True`` makes every page-table entry its own step (for stepping by hand).
     """
-    from mmkit.mm.hotplug import remove_memory
     from mmkit.pgtable.shared import shared_tables
 
     base = Machine(config, policy=policy, online_type="offline", vmalloc_areas=0, record=False)
@@ -222,12 +219,7 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7", *, fine: boo
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
         return m, [
-            Thread(
-                "H",
-                f"hot-remove: remove_memory({start:#x}, {size:#x})",
-                0,
-                remove_memory(m, start, size),
-            ),
+            _hot_remove(m, start, size),
             Thread("V", "vmalloc(PAGE_SIZE), then use it", 1, _vmalloc_and_use(m, page, area)),
         ]
 
