@@ -6,17 +6,32 @@ invalidations drop them: ``flush_tlb_kernel_range`` (TLBI VAALE1IS: last level o
 ``__flush_tlb_kernel_pgtable`` (TLBI VAAE1IS: every level for one VA) and ``flush_tlb_all``
 (TLBI VMALLE1IS). An access that hits a stale entry for a page that was freed is what
 clear → TLBI → free exists to prevent; the machine reports it like a use-after-free.
+
+The maintenance itself is here too, as steps: :func:`flush_tlb_kernel_range` and
+:func:`flush_tlb_kernel_pgtable` as v5.4 ``asm/tlbflush.h`` defines them, and the coarse
+forms that invalidate a run of entries in one step (:func:`flush_tlb_pages`,
+:func:`flush_tlb_blocks`). Each counts its TLBI instructions in ``machine.stats``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmkit.events import Step
 
-__all__ = ["TLB", "access"]
+if TYPE_CHECKING:
+    from mmkit.machine import Machine
+
+__all__ = [
+    "TLB",
+    "access",
+    "flush_tlb_blocks",
+    "flush_tlb_kernel_pgtable",
+    "flush_tlb_kernel_range",
+    "flush_tlb_pages",
+]
 
 
 @dataclass
@@ -127,3 +142,86 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         step.line = f"load {va:#x} (walk)"
         step.pfn = pa >> pt.page_shift
         return pa
+
+
+# ------------------------------------------------------------- TLB maintenance
+def flush_tlb_kernel_range(m: Machine, fn: str, start: int, end: int) -> Iterator[Step]:
+    """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
+    pages = (end - start) >> m.desc.page_shift
+    if end - start > m.macros["MAX_TLBI_OPS"] * m.page_size:
+        yield Step("tlbi", fn, "flush_tlb_all()", va=start, count=1, note="vmalle1is")
+        m.stats["vmalle1is"] += 1
+        for tlb in m.tlbs:
+            tlb.flush_all()
+        return
+    yield Step(
+        "tlbi",
+        fn,
+        f"flush_tlb_kernel_range({start:#x}, {end:#x})",
+        va=start,
+        count=pages,
+        note="vaale1is",
+    )
+    m.stats["vaale1is"] += pages
+    for tlb in m.tlbs:
+        tlb.flush_range(start, end)
+
+
+def flush_tlb_pages(m: Machine, fn: str, va: int, count: int, size: int) -> Iterator[Step]:
+    """``count`` calls of ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``, one per
+    entry of a run (one TLBI VAALE1IS each), as one step."""
+    yield Step(
+        "tlbi",
+        fn,
+        "flush_tlb_kernel_range(addr, addr + PAGE_SIZE)",
+        va=va,
+        count=count,
+        note="vaale1is",
+        va_step=size,
+    )
+    m.stats["vaale1is"] += count
+    for tlb in m.tlbs:
+        tlb.flush_range(va, va + count * size)
+
+
+def flush_tlb_blocks(
+    m: Machine, fn: str, va: int, count: int, size: int, *, single: bool
+) -> Iterator[Step]:
+    """The TLB maintenance after clearing each of ``count`` blocks of ``size`` bytes from
+    ``va``, as one step: ``flush_tlb_kernel_range(addr, next)`` per block (one TLBI per
+    page, or ``flush_tlb_all()`` past ``MAX_TLBI_OPS`` pages) or, with ``single``, one
+    TLBI per block (V10 on: ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``)."""
+    end = va + count * size
+    if not single and size > m.macros["MAX_TLBI_OPS"] * m.page_size:
+        yield Step("tlbi", fn, "flush_tlb_all()", va=va, count=count, note="vmalle1is")
+        m.stats["vmalle1is"] += count
+        for tlb in m.tlbs:
+            tlb.flush_all()
+        return
+    per = 1 if single else size >> m.desc.page_shift
+    line = "addr + PAGE_SIZE" if single else "next"
+    yield Step(
+        "tlbi",
+        fn,
+        f"flush_tlb_kernel_range(addr, {line})",
+        va=va,
+        count=count * per,
+        note="vaale1is",
+        va_step=size,
+    )
+    m.stats["vaale1is"] += count * per
+    for tlb in m.tlbs:
+        tlb.flush_range(va, end)
+
+
+def flush_tlb_kernel_pgtable(m: Machine, fn: str, addr: int) -> Iterator[Step]:
+    """``__flush_tlb_kernel_pgtable(addr)``: one TLBI VAAE1IS, all levels."""
+    yield Step(
+        "tlbi", fn, f"__flush_tlb_kernel_pgtable({addr:#x})", va=addr, count=1, note="vaae1is"
+    )
+    m.stats["vaae1is"] += 1
+    for tlb in m.tlbs:
+        tlb.flush_walk(addr)
+
+
+# ------------------------------------------------------------------ locks

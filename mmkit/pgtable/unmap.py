@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.tlb import (
+    flush_tlb_blocks,
+    flush_tlb_kernel_pgtable,
+    flush_tlb_kernel_range,
+    flush_tlb_pages,
+)
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -85,9 +91,9 @@ def read_entry(
 
 def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
     if m.policy.block_tlbi == "single":
-        yield from m.flush_tlb_kernel_range(fn, addr, addr + m.pgtables.page_size)
+        yield from flush_tlb_kernel_range(m, fn, addr, addr + m.pgtables.page_size)
     else:
-        yield from m.flush_tlb_kernel_range(fn, addr, addr + size)
+        yield from flush_tlb_kernel_range(m, fn, addr, addr + size)
 
 
 def _unmap_leaves(
@@ -175,7 +181,7 @@ def _clear_run(
             m.warn(fn, f"WARN_ON(!{name}_present({name}))", va=va)
     arr[idx : idx + count] = 0
     # flush_tlb_kernel_range(addr, addr + PAGE_SIZE) after each entry: one TLBI each
-    yield from m.flush_tlb_pages(fn, va, count, size)
+    yield from flush_tlb_pages(m, fn, va, count, size)
     if free_mapped and raw:
         pfn0 = pt.desc_to_pa(raw) >> pt.page_shift
         yield from m.free_backing(pfn0, 0, "free_hotplug_page_range", va, count=count, va_step=size)
@@ -326,7 +332,7 @@ def coarse_run(
     yield step
     step.old = int(arr[i0])
     arr[i0 : i0 + count] = 0
-    yield from m.flush_tlb_blocks(fn, base, count, size, single=m.policy.block_tlbi == "single")
+    yield from flush_tlb_blocks(m, fn, base, count, size, single=m.policy.block_tlbi == "single")
     if free_mapped:
         pfn = pt.desc_to_pa(first) >> pt.page_shift
         order = level.shift - pt.page_shift
@@ -414,5 +420,5 @@ def try_free_table(
     step.old = int(pt.content[parent][pidx])
     pt.content[parent][pidx] = 0
     if tlbi:
-        yield from m.flush_tlb_kernel_pgtable(fn, start & mask)
+        yield from flush_tlb_kernel_pgtable(m, fn, start & mask)
     yield from m.free_table(child, fn)
