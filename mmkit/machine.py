@@ -29,7 +29,7 @@ from typing import Any
 
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
-from mmkit.errors import Busy, Exists, InvalidArgument, NoMemory, NotFound
+from mmkit.errors import Busy, InvalidArgument
 from mmkit.events import KernelEvent, Step
 from mmkit.pgtable.tables import TablePageRecord
 from mmkit.pgtable.tlb import TLB
@@ -453,18 +453,6 @@ class Machine:
 
         return arch_remove_memory(self, start, size)
 
-    def _hotplug_pages_needed(self, size: int) -> int:
-        """An upper bound on the pages hot-adding ``size`` bytes may allocate."""
-        g = self.desc.geometry
-        pages = 0
-        for lvl in g.levels_used[1:]:
-            pages += size // (lvl.ptrs * lvl.entry_size) + 2
-        memmap = (size >> g.page_shift) * 64
-        pages += (memmap >> g.page_shift) + 2 * len(g.levels_used)
-        if self.desc.vmemmap_population == "pmd_blocks":
-            pages += 1 << (g.pmd_shift - g.page_shift)  # alignment slack of a 2 MiB block
-        return pages
-
     def hot_add(self, start: int, size: int) -> None:
         """Validate, then run :meth:`arch_add_memory` to completion.
 
@@ -473,20 +461,9 @@ class Machine:
         (overlaps boot or present memory) or :class:`~mmkit.errors.NoMemory`, all before
         anything changes.
         """
-        self._check_range(start, size, "hot-add")
-        if self._overlaps(start, size, self._boot_ranges) or self._overlaps(
-            start, size, self.hotplugged
-        ):
-            raise Exists(
-                f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
-                "already present (register_memory_resource: -EEXIST)"
-            )
-        need = self._hotplug_pages_needed(size)
-        if need > self.physmem.available_pages():
-            raise NoMemory(
-                f"hot-add: needs up to {need} free pages for page tables and "
-                f"the memmap, the allocator has {self.physmem.available_pages()}"
-            )
+        from mmkit.pgtable.arch_hotplug import check_hot_add
+
+        check_hot_add(self, start, size)
         self.run(self.arch_add_memory(start, size))
 
     def hot_remove(self, start: int, size: int) -> None:
@@ -496,16 +473,7 @@ class Machine:
         :class:`~mmkit.errors.Busy` (boot memory) or :class:`~mmkit.errors.NotFound` (not
         all of the range was hot-added), all before anything changes.
         """
-        self._check_range(start, size, "hot-remove")
-        if self._overlaps(start, size, self._boot_ranges):
-            raise Busy(
-                f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
-                "cannot be offlined (early sections) and so cannot be removed"
-            )
-        covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in self.hotplugged)
-        if covered != size:
-            raise NotFound(
-                f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
-                "hot-added memory; remove only what was added"
-            )
+        from mmkit.pgtable.arch_hotplug import check_hot_remove
+
+        check_hot_remove(self, start, size)
         self.run(self.arch_remove_memory(start, size))

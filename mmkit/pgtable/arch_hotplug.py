@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from mmkit.arch import pte as hw
-from mmkit.errors import NoMemory
+from mmkit.errors import Busy, Exists, NoMemory, NotFound
 from mmkit.events import Step
 from mmkit.pgtable.mapping import (
     NO_BLOCK_MAPPINGS,
@@ -28,7 +28,15 @@ from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, unmap
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["arch_add_memory", "arch_remove_memory", "remove_pgd_mapping", "vmemmap_free"]
+__all__ = [
+    "arch_add_memory",
+    "arch_remove_memory",
+    "check_hot_add",
+    "check_hot_remove",
+    "pages_needed",
+    "remove_pgd_mapping",
+    "vmemmap_free",
+]
 
 
 def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
@@ -125,3 +133,50 @@ def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
             if lo < hi:
                 kept.append((lo, hi - lo))
     m.hotplugged = sorted(kept)
+
+
+def pages_needed(m: Machine, size: int) -> int:
+    """An upper bound on the pages hot-adding ``size`` bytes may allocate."""
+    g = m.desc.geometry
+    pages = 0
+    for lvl in g.levels_used[1:]:
+        pages += size // (lvl.ptrs * lvl.entry_size) + 2
+    memmap = (size >> g.page_shift) * 64
+    pages += (memmap >> g.page_shift) + 2 * len(g.levels_used)
+    if m.desc.vmemmap_population == "pmd_blocks":
+        pages += 1 << (g.pmd_shift - g.page_shift)  # alignment slack of a 2 MiB block
+    return pages
+
+
+def check_hot_add(m: Machine, start: int, size: int) -> None:
+    """What :meth:`Machine.hot_add <mmkit.machine.Machine.hot_add>` refuses, before anything
+    changes: typed errors for a bad range, memory already present, or too little memory."""
+    m._check_range(start, size, "hot-add")
+    if m._overlaps(start, size, m._boot_ranges) or m._overlaps(start, size, m.hotplugged):
+        raise Exists(
+            f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
+            "already present (register_memory_resource: -EEXIST)"
+        )
+    need = pages_needed(m, size)
+    if need > m.physmem.available_pages():
+        raise NoMemory(
+            f"hot-add: needs up to {need} free pages for page tables and "
+            f"the memmap, the allocator has {m.physmem.available_pages()}"
+        )
+
+
+def check_hot_remove(m: Machine, start: int, size: int) -> None:
+    """What :meth:`Machine.hot_remove <mmkit.machine.Machine.hot_remove>` refuses, before
+    anything changes: a bad range, boot memory, or memory that was not all hot-added."""
+    m._check_range(start, size, "hot-remove")
+    if m._overlaps(start, size, m._boot_ranges):
+        raise Busy(
+            f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
+            "cannot be offlined (early sections) and so cannot be removed"
+        )
+    covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in m.hotplugged)
+    if covered != size:
+        raise NotFound(
+            f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
+            "hot-added memory; remove only what was added"
+        )
