@@ -38,7 +38,7 @@ from mmkit.machine import Machine
 from mmkit.sched import Scheduler, Thread
 from mmkit.sched.explore import ExploreResult, explore
 
-__all__ = ["LESSON_RACES", "Race", "ptdump_race", "tlb_order", "vmalloc_race"]
+__all__ = ["BOOKKEEPING", "LESSON_RACES", "Race", "ptdump_race", "tlb_order", "vmalloc_race"]
 
 
 @dataclass
@@ -50,10 +50,10 @@ class Race:
     threads: dict[str, str]  #: letter -> what the thread does
     make: Callable[[], tuple[Machine, Sequence[Thread]]]
     notes: tuple[str, ...] = ()  #: what to know before stepping (pins, addresses)
-    #: step actions that touch only state the other threads never read or write (the
-    #: generic hotplug book-keeping: memblock, sysfs, devices, calls): the explorer need
-    #: not switch threads before them (see :func:`~mmkit.sched.explore.explore`)
-    local_actions: frozenset[str] = frozenset({"call", "memblock", "sysfs", "device"})
+    #: step actions that touch only state the other threads never read or write: the
+    #: explorer need not switch threads before them (see :func:`~mmkit.sched.explore.explore`).
+    #: None by default: a scenario vouches for its own (usually :data:`BOOKKEEPING`)
+    local_actions: frozenset[str] = frozenset()
     #: more local steps the scenario can vouch for (see :func:`ptdump_race`)
     also_local: Callable[[Step], bool] | None = None
 
@@ -74,6 +74,11 @@ class Race:
     def call(self) -> str:
         """How to rebuild this scenario, for a replayable report."""
         return self.name
+
+
+#: The generic hotplug book-keeping (memblock, sysfs, devices, calls into the next layer):
+#: local in a scenario whose other threads only walk or map page tables or read memory.
+BOOKKEEPING = frozenset({"call", "memblock", "sysfs", "device"})
 
 
 def _hot_remove(m: Machine, start: int, size: int) -> Thread:
@@ -127,6 +132,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
         "ptdump walks the kernel page tables while hot-remove frees table pages",
         {"H": "hot-remove", "P": "ptdump"},
         make,
+        local_actions=BOOKKEEPING,
         also_local=lambda step: (
             step.thread == "P" and step.action == "read" and step.table not in touched
         ),
@@ -173,6 +179,7 @@ def tlb_order(policy: str = "v5.7", config: str = "arm64-4k-48", *, fine: bool =
         "a CPU with a cached translation reads the memmap while hot-remove frees it",
         {"H": "hot-remove", "R": "reader"},
         make,
+        local_actions=BOOKKEEPING,
     )
 
 
@@ -229,6 +236,7 @@ def vmalloc_race(config: str = "teach-4k-39", policy: str = "v5.7", *, fine: boo
         {"H": "hot-remove", "V": "vmalloc"},
         make,
         notes,
+        local_actions=BOOKKEEPING,
     )
 
 
