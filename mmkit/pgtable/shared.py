@@ -124,7 +124,7 @@ def shared_tables(m: Machine, removing: tuple[int, int] | None = None) -> list[S
                         )
                 else:
                     target = "block" if depth < len(pt.levels) - 1 else "page"
-                clears = removing is not None and removing[0] <= lo and hi <= removing[1]
+                clears = removing is not None and _emptied(m, raw, depth, lo, hi, removing)
                 names = "+".join(
                     r.name
                     for r in m.desc.regions
@@ -143,3 +143,22 @@ def shared_tables(m: Machine, removing: tuple[int, int] | None = None) -> list[S
             )
         )
     return out
+
+
+def _emptied(m: Machine, raw: int, depth: int, lo: int, hi: int, removing: tuple[int, int]) -> bool:
+    """Whether removing the memmap in ``removing`` clears the entry ``raw`` (mapping
+    [lo, hi) at ``depth``): a leaf or block inside the range, or a table whose every entry in
+    use is cleared so (it empties, and its parent entry goes when it is freed)."""
+    pt = m.pgtables
+    if removing[0] <= lo and hi <= removing[1]:
+        return True
+    if depth == len(pt.levels) - 1 or raw & 0b11 != 0b11:
+        return False
+    child = pt.next_table(raw)
+    level = pt.levels[depth + 1]
+    arr = pt.content[child][: level.ptrs]
+    for idx in np.flatnonzero(arr).tolist():
+        start = lo + idx * level.entry_size
+        if not _emptied(m, int(arr[idx]), depth + 1, start, start + level.entry_size, removing):
+            return False
+    return True
