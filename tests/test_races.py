@@ -223,3 +223,12 @@ def test_every_teaching_layout_gives_each_policy_its_verdict(config, policy):
     """Bound 1 (one preemption) is enough to break naive and V3 everywhere."""
     result = vmalloc_race(config, policy).explore(bound=1)
     assert result.found is (policy in ("naive", "v3"))
+
+
+def test_notes_explain_every_shared_level_and_what_pins_it():
+    """teach-4k-48 shares a PUD and a PMD table: the PMD table (T) empties with the removed
+    memmap; the PUD table does not, because the kernel image's PMD table hangs off it too."""
+    pud, pmd = vmalloc_race("teach-4k-48", "naive").notes
+    assert pud.startswith("The pud table page") and "no policy frees it" in pud
+    assert "vmalloc (pmd table pfn" in pud and "boot)" in pud
+    assert pmd.startswith("The pmd table page") and "Nothing else pins it" in pmd
