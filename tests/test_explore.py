@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mmkit.events import KernelEvent, Step
 from mmkit.sched import Thread
 from mmkit.sched.explore import explore, haystack, replay
@@ -67,3 +69,21 @@ def test_a_lock_makes_every_schedule_correct():
     r = explore(factory(True), bound=3, failing=lost_update)
     assert not r.found and r.complete and r.schedules >= 2
     assert "no failing schedule" in r.summary()
+
+
+@pytest.mark.parametrize(
+    ("kw", "word"),
+    [
+        ({"bound": -1}, "bound"),
+        ({"bound": "2"}, "bound"),
+        ({"bound": True}, "bound"),
+        ({"max_schedules": 0}, "max_schedules"),
+    ],
+)
+def test_bad_search_limits_are_refused_before_anything_runs(kw, word):
+    from mmkit.errors import InvalidArgument
+    from mmkit.scenarios.races import ptdump_race
+
+    race = ptdump_race("arm64-64k-42", "naive")
+    with pytest.raises(InvalidArgument, match=word):
+        race.explore(**kw)

@@ -232,3 +232,18 @@ def test_notes_explain_every_shared_level_and_what_pins_it():
     assert pud.startswith("The pud table page") and "no policy frees it" in pud
     assert "vmalloc (pmd table pfn" in pud and "boot)" in pud
     assert pmd.startswith("The pmd table page") and "Nothing else pins it" in pmd
+
+
+def test_vmalloc_of_nothing_warns_and_returns_null():
+    """v5.4 __vmalloc_node_range(): ``if (!size ...) goto fail``: warn_alloc, NULL."""
+    from mmkit.machine import Machine
+    from mmkit.mm.vmalloc import vmalloc
+
+    m = Machine("arm64-64k-42", vmalloc_areas=0)
+    before = m.digest()
+    op = vmalloc(m, 0)
+    assert m.run(op) >= 1
+    assert [(e.kind, e.message) for e in m.events] == [
+        ("warn", "vmalloc: allocation failure: 0 bytes")
+    ]
+    assert m.digest() == before

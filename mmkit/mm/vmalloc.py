@@ -188,6 +188,9 @@ def vmalloc(
         call = f"__vmalloc_node_range({size:#x}, 1, {start:#x}, {limit:#x}, ...)"
     step = Step("call", "vmalloc", call)
     yield step
+    if pages <= 0:  # __vmalloc_node_range(): if (!size ...) goto fail
+        m.warn("__vmalloc_node_range", f"vmalloc: allocation failure: {size} bytes")
+        return None
     if start is None:
         va = m._vmalloc_next
         m._vmalloc_next = va + span

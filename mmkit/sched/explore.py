@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmkit.errors import InvalidArgument
 from mmkit.sched.scheduler import Scheduler, Thread
 
 __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "replay"]
@@ -139,6 +140,9 @@ def explore(
     ``progress(result)`` sees the running counts (``seconds`` so far) after every
     :data:`PROGRESS_EVERY` explored paths and once more, final, when the search ends.
     """
+    for name, value, least in (("bound", bound, 0), ("max_schedules", max_schedules, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidArgument(f"explore: {name}={value!r}; it must be an integer >= {least}")
     t0 = time.perf_counter()
     base = Scheduler(factory)
     base.run()
