@@ -1,5 +1,7 @@
-"""``mmkit explore``: search a race scenario's schedules from the command line.
+"""``mmkit explore`` and ``mmkit replay``: race scenarios from the command line.
 
+``explore`` searches a scenario's schedules; ``replay`` takes one schedule (the one explore
+reported, say) step by step and prints what each step did and the kernel log as it grows.
 The scenarios are discovered from :mod:`mmkit.scenarios.races` (every function it exports),
 so a new scenario needs no change here. Progress lines go to stderr, at most one every
 :data:`PROGRESS_SECONDS`, when stderr is a terminal or ``--progress`` asks for them.
@@ -39,14 +41,16 @@ def race_names() -> list[str]:
     )
 
 
-def build_race(name: str, config: str | None, policy: str | None) -> Race:
+def build_race(name: str, config: str | None, policy: str | None, *, fine: bool = False) -> Race:
     from mmkit.scenarios import races
 
     names = race_names()
     if name not in names:
         raise UnknownName(f"unknown race scenario {name!r}", choices=names)
     # only what was given: each scenario keeps its own defaults
-    kw = {k: v for k, v in (("config", config), ("policy", policy)) if v is not None}
+    kw: dict[str, Any] = {k: v for k, v in (("config", config), ("policy", policy)) if v}
+    if fine:
+        kw["fine"] = True
     race: Race = getattr(races, name)(**kw)
     return race
 
@@ -86,7 +90,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     """``mmkit explore``: build the scenario, search it, print (or dump as JSON) the result."""
     from mmkit.cli import _table as table
 
-    race = build_race(args.scenario, args.config, args.policy)
+    race = build_race(args.scenario, args.config, args.policy, fine=args.fine)
     show = args.progress or (not args.quiet and sys.stderr.isatty())
     result = race.explore(
         args.bound,
@@ -119,8 +123,55 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``mmkit replay``: take the steps of one schedule and print each, with the events."""
+    from mmkit.sched.explore import replay
+
+    race = build_race(args.scenario, args.config, args.policy, fine=args.fine)
+    s = replay(race.make, "")  # a fresh scenario; the steps follow one by one
+    print(f"{race.call()}: {race.description}")
+    for note in race.notes:
+        print(f"note: {note}")
+    schedule = args.schedule.split()
+    if args.run_on:
+        schedule = [*schedule, *("" for _ in range(10_000))]  # "" = next runnable thread
+    width = len(str(len(schedule)))
+    for n, name in enumerate(schedule, 1):
+        if not name:
+            ready = s.runnable()
+            if not ready:
+                break
+            name = ready[0]
+        seen = len(s.machine.events)
+        step = s.step(name)
+        cpu = s.threads[name].cpu
+        print(f"{n:>{width}} {name} cpu{cpu}  {step.describe()}")
+        for event in s.machine.events[seen:]:
+            first, *rest = event.report().splitlines()
+            print(f"{'':>{width}}   ! {first}", *(f"{'':>{width}}     {x}" for x in rest), sep="\n")
+    print(
+        "then: "
+        + "; ".join(
+            f"{t.name} {t.state}" + (f" (waits for {t.waits_for})" if t.waits_for else "")
+            for t in s.status()
+        )
+    )
+    return 0
+
+
 def add_parser(sub: Any, at_least: Callable[[int], Callable[[str], int]]) -> None:
-    """Add the ``explore`` subcommand to ``mmkit``'s subparsers."""
+    """Add the ``explore`` and ``replay`` subcommands to ``mmkit``'s subparsers."""
+    c = sub.add_parser("replay", help="take one schedule of a race step by step")
+    c.add_argument("scenario", help="a function of mmkit.scenarios.races, e.g. vmalloc_race")
+    c.add_argument("schedule", help='the threads in order, e.g. "V V V H H"')
+    c.add_argument("--config", default=None, help="configuration (default: the scenario's)")
+    c.add_argument("--policy", default=None, help="hotplug policy (default: the scenario's)")
+    c.add_argument("--fine", action="store_true", help="every page-table entry its own step")
+    c.add_argument(
+        "--run-on", action="store_true", help="then run the first runnable thread to the end"
+    )
+    c.set_defaults(func=cmd_replay)
+
     c = sub.add_parser("explore", help="search a race scenario's schedules for a kernel bug")
     c.add_argument("scenario", help="a function of mmkit.scenarios.races, e.g. ptdump_race")
     c.add_argument("--config", default=None, help="configuration (default: the scenario's)")
@@ -134,6 +185,7 @@ def add_parser(sub: Any, at_least: Callable[[int], Callable[[str], int]]) -> Non
         default=100_000,
         help="stop after this many complete schedules (default: 100000)",
     )
+    c.add_argument("--fine", action="store_true", help="every page-table entry its own step")
     c.add_argument("--json", action="store_true", help="the result as one JSON object")
     shown = c.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -261,3 +261,27 @@ def test_explore_knows_every_scenario_function_and_nothing_else():
     from mmkit.cli_explore import race_names
 
     assert race_names() == ["ptdump_race", "tlb_order", "vmalloc_race"]
+
+
+def test_replay_prints_each_step_and_the_kernel_log_as_it_grows(capsys):
+    from mmkit.scenarios.races import vmalloc_race
+
+    shortest = vmalloc_race("teach-64k-42", "naive").explore(bound=1).shortest
+    argv = ("replay", "vmalloc_race", shortest, "--config", "teach-64k-42", "--policy", "naive")
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and not err
+    lines = out.splitlines()
+    steps = [line for line in lines if line.lstrip()[:1].isdigit()]
+    assert [line.split()[1] for line in steps] == shortest.split()
+    assert "! BUG: KASAN: use-after-free" in out and "lost-mapping" not in out
+    assert lines[-1].startswith("then: H ") and "V runnable" in lines[-1]
+    # run on: the rest of V writes its PTE into a table swapper_pg_dir no longer reaches
+    code, out, _ = run(capsys, *argv, "--run-on")
+    assert code == 0 and "! lost-mapping: vmalloc caller: Unable to handle kernel paging" in out
+    assert out.splitlines()[-1] == "then: H done; V done"
+
+
+def test_replay_refuses_a_schedule_the_scenario_cannot_take(capsys):
+    code, out, err = run(capsys, "replay", "ptdump_race", "P X", "--config", "arm64-64k-42")
+    assert code == 2 and "no thread 'X'" in err and "choices: H, P" in err
+    assert out.splitlines()[-1].startswith("1 P cpu1  ")  # what ran before the bad name
