@@ -133,20 +133,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for note in race.notes:
         print(f"note: {note}")
     schedule = args.schedule.split()
-    if args.run_on:
-        schedule = [*schedule, *("" for _ in range(10_000))]  # "" = next runnable thread
     width = len(str(len(schedule)))
-    for n, name in enumerate(schedule, 1):
-        if not name:
-            ready = s.runnable()
-            if not ready:
-                break
-            name = ready[0]
-        seen = len(s.machine.events)
-        step = s.step(name)
-        cpu = s.threads[name].cpu
-        print(f"{n:>{width}} {name} cpu{cpu}  {step.describe()}")
-        for event in s.machine.events[seen:]:
+    for row in s.take(schedule, run_on=args.run_on):
+        print(f"{row.n:>{width}} {row.thread} cpu{row.cpu}  {row.step.describe()}")
+        for event in row.events:
             first, *rest = event.report().splitlines()
             print(f"{'':>{width}}   ! {first}", *(f"{'':>{width}}     {x}" for x in rest), sep="\n")
     print(

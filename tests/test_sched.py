@@ -107,3 +107,25 @@ def test_status_tells_a_stepping_view_who_can_run_and_why_not():
     assert (b.state, b.waits_for, b.holds, b.next) == ("blocked", "X", {}, "B: lock(X) [lock]")
     s.run()
     assert [(t.state, t.next, t.holds) for t in s.status()] == [("done", None, {})] * 2
+
+
+def test_take_gives_one_row_per_step_and_runs_on_when_asked():
+    s = Scheduler(factory(("X", "Y"), ("Y", "X")))
+    rows = list(s.take(["A", "B"]))  # ABBA: both now wait for each other
+    assert [(r.n, r.thread, r.cpu, r.step.line) for r in rows] == [
+        (1, "A", 0, "lock(X)"),
+        (2, "B", 1, "lock(Y)"),
+    ]
+    assert rows[0].events == () and [e.kind for e in rows[1].events] == ["bug"]
+    assert list(s.take([], run_on=True)) == []  # nothing can run: run_on takes nothing
+
+
+def test_take_stops_at_a_refused_name_after_the_rows_before_it():
+    s = Scheduler(factory())
+    taken = s.take(["A", "B", "A"])
+    assert next(taken).thread == "A"
+    with pytest.raises(InvalidArgument, match="blocked"):
+        next(taken)  # B waits for X, which A holds
+    assert s.schedule == ["A"]
+    rows = list(Scheduler(factory()).take([], run_on=True))
+    assert "".join(r.thread for r in rows) == "AAAABBB"

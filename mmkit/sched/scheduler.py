@@ -24,7 +24,7 @@ from mmkit.errors import InvalidArgument
 from mmkit.events import Step
 from mmkit.sched.locks import LockTable
 
-__all__ = ["Scheduler", "Thread", "ThreadStatus"]
+__all__ = ["Scheduler", "Thread", "ThreadStatus", "TraceRow"]
 
 
 @dataclass
@@ -53,6 +53,17 @@ class ThreadStatus:
     waits_for: str | None  #: the lock it is blocked on
     holds: dict[str, str]  #: lock -> mode, the locks it holds
     steps: int  #: steps taken so far
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One step taken by :meth:`Scheduler.take`, with the kernel events it recorded."""
+
+    n: int  #: 1 for the first step taken by this call
+    thread: str
+    cpu: int
+    step: Step
+    events: tuple[Any, ...]  #: the :class:`~mmkit.events.KernelEvent` records it added
 
 
 def lock_request(step: Step | None) -> tuple[str, str] | None:
@@ -187,6 +198,25 @@ class Scheduler:
         """Take the steps ``schedule`` names, in order (e.g. ``"H H P".split()``)."""
         for name in schedule:
             self.step(name)
+
+    def take(self, schedule: Iterable[str], *, run_on: bool = False) -> Iterator[TraceRow]:
+        """Take the steps ``schedule`` names, one row per step (for a log or a table); with
+        ``run_on``, then let the first runnable thread go on until nothing can run. A name
+        the scheduler refuses raises :class:`~mmkit.errors.InvalidArgument` after the rows
+        before it, with nothing taken for it."""
+        names = iter(schedule)
+        n = 0
+        while True:
+            name = next(names, None)
+            if name is None:
+                ready = self.runnable() if run_on else []
+                if not ready:
+                    return
+                name = ready[0]
+            seen = len(self.machine.events)
+            step = self.step(name)
+            n += 1
+            yield TraceRow(n, name, self.threads[name].cpu, step, tuple(self.machine.events[seen:]))
 
     def run(self, until: Callable[[Scheduler], bool] | None = None) -> None:
         """Run the first runnable thread, repeatedly, until ``until`` holds or nothing can
