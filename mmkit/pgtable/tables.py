@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmkit._readable import record_repr
 from mmkit.arch import pte as hw
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class TablePageRecord:
     region: str
     used_entries: int
     boot: bool
+
+    def __repr__(self) -> str:
+        """``pfn`` and the VA span in hex, every field shown."""
+        return record_repr(self, ("pfn", "va_start", "va_end"))
 
 
 class PageTables:
