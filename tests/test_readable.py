@@ -242,3 +242,32 @@ def test_record_repr_leaves_out_defaults_but_keeps_asked_fields() -> None:
     assert record_repr(Rec(4096), ("a",)) == "Rec(a=0x1000)"
     assert record_repr(Rec(4096, c=0), ("a",), keep=("c",)) == "Rec(a=0x1000, c=0)"
     assert record_repr(Rec(1, 2, 3, (16, 17)), ("d",)) == "Rec(a=1, b=2, c=3, d=(0x10, 0x11))"
+
+
+def test_table_info_tlb_and_memblock_order_frames_print_hex(removed: Machine) -> None:
+    from mmkit.pgtable.tlb import TLB
+    from mmkit.scenarios.memblock_order import memblock_order
+
+    for info in removed.pgtables.info.values():
+        assert_readable(info, ("va_start",))
+        assert f"depth={info.depth}," in repr(info)
+    walk = translate(removed, removed.lm_va(0x4000_0000))
+    base = walk.va & ~(walk.leaf_size - 1)
+    table = walk.steps[-1]
+    tlb = TLB(
+        leaf={base: (walk.leaf_raw, walk.leaf_size)},
+        walk={(len(walk.steps) - 1, base, base + walk.leaf_size): table.table_pfn},
+    )
+    text = repr(tlb)
+    assert f"{base:#x}: ({walk.leaf_raw:#x}, {walk.leaf_size:#x})" in text
+    assert f"({len(walk.steps) - 1}, {base:#x}, {base + walk.leaf_size:#x}): " in text
+    assert f"{table.table_pfn:#x}" in text
+    values = {base, walk.leaf_raw, walk.leaf_size, table.table_pfn}
+    assert not {str(v) for v in values} & _decimal_tokens(text)
+    frames = memblock_order().run()
+    for frame in (frames[0], frames[-1]):
+        text = repr(frame)
+        assert repr(frame.step) in text
+        for b, e, nid in frame.memblock_memory:
+            assert f"({b:#x}, {e:#x}, {nid})" in text
+            assert not {str(b), str(e)} & _decimal_tokens(text)

@@ -43,6 +43,10 @@ class TableInfo:
     region: str  #: kind of the region of ``va_start`` ("linear", "vmemmap", ...)
     boot: bool  #: allocated at boot from memblock (reserved), not from the page allocator
 
+    def __repr__(self) -> str:
+        """``va_start`` in hex."""
+        return record_repr(self, ("va_start",), keep=("depth", "boot"))
+
 
 @dataclass(frozen=True, slots=True)
 class TablePageRecord:
