@@ -2,8 +2,15 @@
 
 The engine hands out records (configuration rows, regions, steps, kernel events, table
 pages, ptdump ranges, policy outcomes); these functions only arrange them for reading. Every
-address, pfn, descriptor and mask is a ``"0x..."`` string that ``int(x, 16)`` reads back;
-``raw=True`` gives the ints instead, for computing.
+address, pfn, descriptor and mask is a ``"0x..."`` string that ``int(x, 16)`` reads back
+(the layout tables print memory.rst's 16 hex digits, without ``0x``); ``raw=True`` gives the
+ints instead, for computing.
+
+>>> from mmkit.machine import Machine
+>>> m = Machine("arm64-4k-48")
+>>> shown, raw = table_pages_frame(m), table_pages_frame(m, raw=True)
+>>> shown["va start"].iloc[0], int(shown["va start"].iloc[0], 16) == raw["va start"].iloc[0]
+('0xffff000000000000', True)
 
 * :func:`configs_frame`, :func:`layout_frame`, :func:`layout_html`: the configurations and
   their memory.rst layouts (:mod:`mmkit.tables.configs`);
