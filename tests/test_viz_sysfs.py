@@ -143,4 +143,6 @@ def test_hex_only_titles_and_determinism():
     assert fig.to_dict() == sysfs_figure(sc.machine).to_dict()
     teach = sysfs_figure(Machine("teach-4k-39"))
     assert "teaching layout" in teach.layout.title.text
-    assert sysfs_figure(sc.machine, title="mine").layout.title.text.startswith("mine<br>")
+    assert sysfs_figure(sc.machine, title="mine").layout.title.text.startswith(
+        "mine, arm64-4k-48, Linux v5.3<br>"
+    )

@@ -364,7 +364,7 @@ def memblock_figure(
         f"{format_size(sum(r.size for r in memory))}; memblock.reserved: {len(reserved)} "
         f"region{'s' * (len(reserved) != 1)}, {format_size(sum(r.size for r in reserved))}"
     )
-    head = title or f"memblock and sections, {machine_label(machine)}"
+    head = f"{title or 'memblock and sections'}, {machine_label(machine)}"
     fig = go.Figure(data=traces)
     fig.update_layout(
         template="plotly_white",

@@ -437,7 +437,7 @@ def sysfs_figure(machine: Any, *, title: str | None = None) -> go.Figure:
         f"node{'s' if len(machine.sysfs.nodes) != 1 else ''}, {n_links} links"
         + (f"; <span style='color:{RED}'><b>{len(stale)} stale link</b></span>" if stale else "")
     )
-    head = title or f"sysfs: nodes and memory blocks, {machine_label(machine)}"
+    head = f"{title or 'sysfs: nodes and memory blocks'}, {machine_label(machine)}"
     fig = go.Figure(data=traces)
     height = int(min(900, max(420, 170 + 44 * rows + 16 * note_lines)))
     fig.update_layout(
