@@ -1,0 +1,628 @@
+"""The race explorer: be the CPU scheduler of a race and make the kernel fail.
+
+In the spirit of *The Deadlock Empire*, :class:`RaceExplorer` hands the learner the
+scheduler of one of the lesson races (:mod:`mmkit.scenarios.races`) and a goal: *make
+ptdump read a table page that hot-remove has freed*. Each thread has a column: a button that
+lets it take its next step (disabled while it is blocked on a lock, saying which lock and who
+holds it, or when it is done), a button that runs it on until it blocks, finishes or
+something fails, what it will do next, and its current pseudo-source line. Above them the
+lock-policy switch rebuilds the same scenario under another patch version (keeping the
+steps taken so far when they are still possible there); undo and reset are
+:meth:`~mmkit.sched.Scheduler.undo` and a fresh start. A red banner shows the KASAN-style
+report of the kernel events the interleaving raised, only once something failed; the
+swimlane (:func:`mmkit.viz.timeline.timeline_figure`) is updated in place.
+
+"Explore all" searches every schedule with at most *bound* preemptions
+(:func:`mmkit.sched.explore.explore`, with a progress bar) and reports the equivalence
+classes, states and failing schedules it found, the shortest failing schedule as a short
+string and as the Python call that replays it; that schedule can be replayed here or loaded
+into a :class:`~mmkit.widgets.stepper.Stepper`.
+
+Every click is also a method, so a test or a learner can drive it from Python:
+
+>>> rx = RaceExplorer("ptdump_race", config="arm64-4k-48", policy="v5.7")
+>>> rx.follow("H H"); rx.buttons["P"].disabled
+True
+>>> rx.buttons["P"].description
+'P waits for mem_hotplug_lock (held by H: write)'
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from mmkit import policies
+from mmkit.errors import InvalidArgument, UnknownName
+from mmkit.events import KernelEvent, Step
+from mmkit.scenarios.races import Race, ptdump_race, tlb_order, vmalloc_race
+from mmkit.sched import Scheduler
+from mmkit.sched.explore import FAILING_KINDS, ExploreResult
+from mmkit.viz._common import RED, machine_label
+from mmkit.viz.timeline import timeline_figure
+from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._source import source_html
+from mmkit.widgets._sync import sync_figure
+
+__all__ = [
+    "DEFAULT_CONFIGS",
+    "GOALS",
+    "SCENARIOS",
+    "RaceExplorer",
+    "RaceSpec",
+    "race_spec",
+    "replay_call",
+    "short_schedule",
+]
+
+#: The race scenarios the explorer can build by name.
+SCENARIOS: dict[str, Callable[..., Race]] = {
+    "ptdump_race": ptdump_race,
+    "tlb_order": tlb_order,
+    "vmalloc_race": vmalloc_race,
+}
+
+#: The configuration each scenario is built on when none is given (the lessons' choice:
+#: vmalloc's race needs a teaching layout, where nothing else pins the shared table).
+DEFAULT_CONFIGS: dict[str, str] = {
+    "ptdump_race": "arm64-4k-48",
+    "tlb_order": "arm64-4k-48",
+    "vmalloc_race": "teach-4k-39",
+}
+
+#: What the learner is asked to make happen in each race.
+GOALS: dict[str, str] = {
+    "ptdump_race": "make ptdump read a table page that hot-remove has freed",
+    "tlb_order": "make the reader on CPU 1 reach a freed page through its stale TLB entry",
+    "vmalloc_race": "make vmalloc() write into a table page that hot-remove has freed",
+}
+
+_DEFAULT_GOAL = "make the kernel report a bug"
+
+
+@dataclass(frozen=True)
+class RaceSpec:
+    """How a race was built: scenario function, configuration, policy and granularity."""
+
+    scenario: str  #: a key of :data:`SCENARIOS`
+    config: str
+    policy: str
+    fine: bool = False
+
+    def build(self, policy: str | None = None) -> Race:
+        """The race, under ``policy`` if given (else this spec's)."""
+        fn = SCENARIOS[self.scenario]
+        return fn(config=self.config, policy=policy or self.policy, fine=self.fine)
+
+
+def race_spec(race: Race) -> RaceSpec | None:
+    """The :class:`RaceSpec` of a race built by a :data:`SCENARIOS` function, read from its
+    replayable name (``Race.call()``, e.g. ``"tlb_order('v3', 'arm64-4k-48')"``); None for
+    any other race.
+
+    >>> race_spec(tlb_order("v3"))
+    RaceSpec(scenario='tlb_order', config='arm64-4k-48', policy='v3', fine=False)
+    """
+    try:
+        call = ast.parse(race.call(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        return None
+    fn = SCENARIOS.get(call.func.id)
+    if fn is None:
+        return None
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    a = bound.arguments
+    return RaceSpec(call.func.id, str(a["config"]), str(a["policy"]), bool(a["fine"]))
+
+
+def short_schedule(schedule: str) -> str:
+    """A schedule with runs folded, for reading: ``"P P P H H P"`` -> ``"P×3 H×2 P"``.
+
+    >>> short_schedule("P P P H H P")
+    'P×3 H×2 P'
+    """
+    runs: list[list[Any]] = []
+    for name in schedule.split():
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return " ".join(n if k == 1 else f"{n}×{k}" for n, k in runs)
+
+
+def replay_call(race: Race, schedule: str) -> str:
+    """The Python that replays ``schedule`` on ``race`` (a counterexample you can paste).
+
+    >>> print(replay_call(tlb_order("v3"), "H R"))
+    from mmkit.scenarios.races import tlb_order
+    from mmkit.sched.explore import replay
+    s = replay(tlb_order('v3', 'arm64-4k-48').factory, "H R")
+    print("\\n".join(e.report() for e in s.machine.events))
+    """
+    call = race.call()
+    head = call.partition("(")[0]
+    return (
+        f"from mmkit.scenarios.races import {head}\n"
+        "from mmkit.sched.explore import replay\n"
+        f's = replay({call}.factory, "{schedule}")\n'
+        'print("\\n".join(e.report() for e in s.machine.events))'
+    )
+
+
+class RaceExplorer:
+    """Step the threads of a race by hand, switch the lock policy, explore all schedules.
+
+    ``race`` is a scenario name of :data:`SCENARIOS` (built on ``config``, default
+    :data:`DEFAULT_CONFIGS`, under ``policy``, default ``"naive"``) or a ready
+    :class:`~mmkit.scenarios.races.Race` (its policy can be switched when one of the
+    scenario functions built it).
+
+    Attributes:
+        race: the race shown now; ``spec`` how it was built (None: not switchable).
+        scheduler: its :class:`~mmkit.sched.Scheduler` (the state every control shows).
+        buttons: thread name -> its step button; ``run_buttons`` -> its run-on button.
+        states: thread name -> ``HTML`` with its next step, lock wait and locks held.
+        sources: thread name -> ``HTML`` with its current pseudo-source line.
+        policy_picker: ``ToggleButtons`` of the policies.
+        banner: ``HTML``: the kernel log of the failure, empty while nothing failed.
+        goal: ``HTML``: the goal and whether it is reached.
+        figure: the swimlane, a ``go.FigureWidget`` updated in place.
+        bound_picker, explore_button, progress (``IntProgress``), result_html: explore all.
+        result: the last :class:`~mmkit.sched.explore.ExploreResult` of this race and bound.
+        stepper: the :class:`~mmkit.widgets.stepper.Stepper` last opened, if any.
+        errors: the :class:`~mmkit.widgets._base.ErrorPane`; ``widget`` the container.
+    """
+
+    def __init__(
+        self,
+        race: str | Race = "ptdump_race",
+        *,
+        config: str | None = None,
+        policy: str | None = None,
+        fine: bool = False,
+        bound: int = 2,
+    ) -> None:
+        if isinstance(race, str):
+            if race not in SCENARIOS:
+                raise UnknownName(f"unknown race scenario {race!r}", choices=list(SCENARIOS))
+            self.spec: RaceSpec | None = RaceSpec(
+                race, config or DEFAULT_CONFIGS[race], policy or "naive", fine
+            )
+            built = self.spec.build()
+        else:
+            if config is not None or policy is not None or fine:
+                raise InvalidArgument(
+                    "RaceExplorer(race): config, policy and fine go with a scenario name "
+                    "(RaceExplorer('ptdump_race', config=...)), not with the ready race "
+                    f"{race.name}"
+                )
+            self.spec = race_spec(race)
+            built = race
+        if bound not in range(4):
+            raise InvalidArgument(f"RaceExplorer: bound={bound!r}; it must be 0, 1, 2 or 3")
+        self.errors = ErrorPane()
+        self.result: ExploreResult | None = None
+        self.stepper: Any = None
+        self.notice = ""
+        self._results: dict[tuple[str, int], ExploreResult] = {}
+        self._syncing = False
+
+        self.title = widgets.HTML()
+        names = policies.names()
+        self.policy_picker = widgets.ToggleButtons(
+            options=names,
+            value=self.spec.policy if self.spec else None,
+            description="Lock policy",
+            disabled=self.spec is None,
+            tooltips=[f"rebuild this race under policy {n}" for n in names],
+            style={"description_width": "initial", "button_width": "64px"},
+        )
+        self.undo_button = widgets.Button(description="Undo", icon="undo")
+        self.reset_button = widgets.Button(description="Reset", icon="refresh")
+        self.notice_html = widgets.HTML()
+        self.goal = widgets.HTML()
+        self.schedule_html = widgets.HTML()
+        self.banner = widgets.HTML()
+        self.columns = widgets.HBox(layout=widgets.Layout(width="100%"))
+        self.buttons: dict[str, widgets.Button] = {}
+        self.run_buttons: dict[str, widgets.Button] = {}
+        self.states: dict[str, widgets.HTML] = {}
+        self.sources: dict[str, widgets.HTML] = {}
+
+        self.bound_picker = widgets.Dropdown(
+            options=[0, 1, 2, 3],
+            value=bound,
+            description="Preemptions ≤",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="150px"),
+        )
+        self.explore_button = widgets.Button(
+            description="Explore all", icon="search", button_style="info"
+        )
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="", layout=widgets.Layout(width="240px")
+        )
+        self.result_html = widgets.HTML()
+        self.replay_button = widgets.Button(
+            description="Replay it here", icon="play", disabled=True
+        )
+        self.stepper_button = widgets.Button(
+            description="Open in Stepper", icon="step-forward", disabled=True
+        )
+        self.stepper_box = widgets.VBox()
+
+        self._use(built)
+        self.figure = go.FigureWidget(self.static_figure())
+        self.figure.layout.autosize = True
+
+        guard = self.errors.guard
+        self.undo_button.on_click(guard(lambda _b: self.undo()))
+        self.reset_button.on_click(guard(lambda _b: self.reset()))
+        self.explore_button.on_click(guard(lambda _b: self.explore()))
+        self.replay_button.on_click(guard(lambda _b: self.replay_shortest()))
+        self.stepper_button.on_click(guard(lambda _b: self.open_stepper()))
+        self.policy_picker.observe(guard(self._on_policy), names="value")
+        self.bound_picker.observe(guard(lambda _c: self._show_result()), names="value")
+
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center", width="100%")
+        self.widget = widgets.VBox(
+            [
+                self.title,
+                widgets.HBox(
+                    [self.policy_picker, self.undo_button, self.reset_button], layout=wrap
+                ),
+                self.notice_html,
+                self.errors.widget,
+                self.goal,
+                self.schedule_html,
+                self.columns,
+                self.banner,
+                self.figure,
+                widgets.HBox(
+                    [self.bound_picker, self.explore_button, self.progress],
+                    layout=wrap,
+                ),
+                self.result_html,
+                widgets.HBox([self.replay_button, self.stepper_button], layout=wrap),
+                self.stepper_box,
+            ],
+            layout=widgets.Layout(width="100%", max_width="1200px"),
+        )
+        self._refresh(figure=False)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def policy(self) -> str:
+        """The policy of the race shown now."""
+        return str(self.scheduler.machine.policy.name)
+
+    @property
+    def scenario(self) -> str:
+        return self.spec.scenario if self.spec else self.race.name.partition("(")[0]
+
+    def new_events(self) -> list[KernelEvent]:
+        """The kernel events the steps taken so far recorded (not the prepared machine's)."""
+        return list(self.scheduler.machine.events[self._base_events :])
+
+    def failed(self) -> bool:
+        """Whether the interleaving so far made the kernel report a bug."""
+        return any(e.kind in FAILING_KINDS for e in self.new_events())
+
+    def static_figure(self) -> go.Figure:
+        """The swimlane of the interleaving so far (the figure without widgets)."""
+        return timeline_figure(self.scheduler)
+
+    # ---------------------------------------------------------------- driving
+    def step(self, name: str) -> Step:
+        """Let thread ``name`` take its next step (what its step button does)."""
+        step = self.scheduler.step(name)
+        self.notice = ""
+        self._refresh()
+        return step
+
+    def run_on(self, name: str) -> None:
+        """Let thread ``name`` run until it blocks, finishes or the kernel reports a bug
+        (its run-on button)."""
+        s = self.scheduler
+        if name not in s.threads:
+            raise InvalidArgument(f"no thread {name!r}", choices=list(s.threads))
+        seen = len(s.machine.events)
+        s.step(name)  # refuses, with the reason, a blocked or finished thread
+        while not s.threads[name].done and not s.blocked(name) and not s.deadlock:
+            if any(e.kind in FAILING_KINDS for e in s.machine.events[seen:]):
+                break
+            s.step(name)
+        self.notice = ""
+        self._refresh()
+
+    def follow(self, schedule: str) -> None:
+        """Start over and take the steps ``schedule`` names (``"H H P ..."``)."""
+        self.scheduler.replay(schedule.split())
+        self.notice = ""
+        self._refresh()
+
+    def undo(self) -> None:
+        """Take back the last step."""
+        if not self.scheduler.schedule:
+            raise InvalidArgument("nothing to undo: no step has been taken")
+        self.scheduler.undo()
+        self.notice = ""
+        self._refresh()
+
+    def reset(self) -> None:
+        """Start the race over."""
+        self.scheduler.replay([])
+        self.notice = ""
+        self._refresh()
+
+    def set_policy(self, policy: str) -> None:
+        """Rebuild the same race under ``policy`` (the policy switch), keeping the steps
+        taken so far when they are possible there, else starting over and saying so."""
+        if self.spec is None:
+            raise InvalidArgument(
+                f"{self.race.name} was not built by one of {sorted(SCENARIOS)}: "
+                "build it under another policy yourself and open a new RaceExplorer"
+            )
+        if policy not in policies.names():
+            raise UnknownName(f"unknown hotplug policy {policy!r}", choices=policies.names())
+        taken = list(self.scheduler.schedule)
+        self.spec = RaceSpec(self.spec.scenario, self.spec.config, policy, self.spec.fine)
+        self._use(self.spec.build())
+        try:
+            self.scheduler.follow(taken)
+        except InvalidArgument as err:
+            self.scheduler.replay([])
+            self.notice = (
+                f"Under {policy} the {len(taken)} steps taken so far are not possible "
+                f"({err}): started over."
+            )
+        else:
+            self.notice = (
+                f"Rebuilt under {policy}; kept the {len(taken)} steps taken so far."
+                if taken
+                else f"Rebuilt under {policy}."
+            )
+        self._sync_picker()
+        self._refresh()
+
+    def explore(self, bound: int | None = None) -> ExploreResult:
+        """Search every schedule with at most ``bound`` preemptions (default: the picker's),
+        showing progress; the result is kept per race and bound."""
+        if bound is None:
+            bound = int(self.bound_picker.value)
+        elif bound != self.bound_picker.value:
+            self._syncing = True
+            try:
+                self.bound_picker.value = bound
+            finally:
+                self._syncing = False
+        bar = self.progress
+        bar.bar_style, bar.value, bar.max = "info", 0, 100
+
+        def progress(result: ExploreResult) -> None:
+            paths = result.schedules + result.cache_hits
+            while paths > bar.max:  # the number of paths is not known ahead: grow the bar
+                bar.max *= 2
+            bar.value = paths
+            self.result_html.value = (
+                f"<span style='color:#555'>exploring: {result.schedules} schedules, "
+                f"{result.states} states, {result.failing} failing…</span>"
+            )
+
+        result = self.race.explore(bound=bound, progress=progress)
+        paths = result.schedules + result.cache_hits
+        bar.max = max(paths, 1)
+        bar.value = bar.max
+        bar.bar_style = "danger" if result.found else "success"
+        self._results[(self.race.name, bound)] = result
+        self._show_result()
+        self.goal.value = self._goal_html()
+        return result
+
+    def replay_shortest(self) -> None:
+        """Replay here the shortest failing schedule the last exploration found."""
+        self.follow(self._shortest())
+
+    def open_stepper(self) -> Any:
+        """Load the shortest failing schedule into a :class:`~mmkit.widgets.stepper.Stepper`
+        (shown under the explorer) and return it."""
+        schedule = self._shortest()
+        from mmkit.widgets.stepper import Stepper
+
+        self.stepper = Stepper(self.race, schedule=schedule)
+        self.stepper_box.children = (self.stepper.widget,)
+        return self.stepper
+
+    # --------------------------------------------------------------- updating
+    def _shortest(self) -> str:
+        result = self.result
+        if result is None or result.shortest is None:
+            raise InvalidArgument(
+                "no failing schedule to load: explore first"
+                if result is None
+                else f"explore found no failing schedule under {self.policy} at bound "
+                f"{result.bound}"
+            )
+        return result.shortest
+
+    def _use(self, race: Race) -> None:
+        self.race = race
+        self.scheduler: Scheduler = race.scheduler()
+        machine, _threads = race.make()  # the prepared machine: its events are not ours
+        self._base_events = len(machine.events)
+        if list(self.buttons) != list(self.scheduler.threads):
+            self._build_columns()
+        self._show_result()
+
+    def _build_columns(self) -> None:
+        guard = self.errors.guard
+        self.buttons, self.run_buttons, self.states, self.sources = {}, {}, {}, {}
+        columns = []
+        for name, thread in self.scheduler.threads.items():
+            button = widgets.Button(layout=widgets.Layout(width="auto", max_width="100%"))
+            button.on_click(guard(lambda _b, n=name: self.step(n)))
+            run = widgets.Button(
+                description=f"Run {name} on",
+                icon="fast-forward",
+                tooltip=f"let {name} run until it blocks, finishes or the kernel reports a bug",
+                layout=widgets.Layout(width="auto"),
+            )
+            run.on_click(guard(lambda _b, n=name: self.run_on(n)))
+            self.buttons[name], self.run_buttons[name] = button, run
+            self.states[name], self.sources[name] = widgets.HTML(), widgets.HTML()
+            header = widgets.HTML(
+                f"<b>{html.escape(name)}</b> · CPU {thread.cpu} · {html.escape(thread.label)}"
+            )
+            columns.append(
+                widgets.VBox(
+                    [header, widgets.HBox([button, run]), self.states[name], self.sources[name]],
+                    layout=widgets.Layout(
+                        flex="1 1 0", min_width="0", padding="4px", border="1px solid #ddd"
+                    ),
+                )
+            )
+        self.columns.children = tuple(columns)
+
+    def _on_policy(self, change: dict[str, Any]) -> None:
+        if not self._syncing and change["new"] != self.policy:
+            self.set_policy(change["new"])
+
+    def _sync_picker(self) -> None:
+        self._syncing = True
+        try:
+            self.policy_picker.value = self.policy
+        finally:
+            self._syncing = False
+
+    def _refresh(self, *, figure: bool = True) -> None:
+        s = self.scheduler
+        machine = s.machine
+        what = self.race.threads
+        for st in s.status():
+            button = self.buttons[st.name]
+            button.disabled = st.state != "runnable"
+            self.run_buttons[st.name].disabled = button.disabled
+            if st.state == "done":
+                button.description = f"{st.name} is done"
+            elif st.state == "blocked":
+                holders = s.locks.holders.get(st.waits_for or "", {})
+                held = ", ".join(f"{t}: {m}" for t, m in sorted(holders.items())) or "nobody"
+                button.description = f"{st.name} waits for {st.waits_for} (held by {held})"
+            else:
+                button.description = f"Step {st.name} ({what.get(st.name, st.label)})"
+            button.tooltip = st.next or "finished"
+            button.button_style = "warning" if st.state == "blocked" else ""
+            holds = ", ".join(f"{lock} ({mode})" for lock, mode in st.holds.items()) or "none"
+            state = {"runnable": "next", "blocked": "blocked at", "done": "done"}[st.state]
+            self.states[st.name].value = (
+                f"<div style='font-size:12px'><b>{state}</b>: "
+                f"{html.escape(st.next or 'returned')}<br>steps taken: {st.steps}; "
+                f"locks held: {html.escape(holds)}</div>"
+            )
+            self.sources[st.name].value = source_html(
+                s.threads[st.name].pending, getattr(machine, "kernel", None)
+            )
+        self.title.value = (
+            f"<h3 style='margin:4px 0'>{html.escape(self.scenario)}: "
+            f"{html.escape(machine_label(machine))}; lock policy {html.escape(self.policy)}</h3>"
+        )
+        self.undo_button.disabled = not s.schedule
+        self.notice_html.value = (
+            f"<div style='color:#8a5300'>{html.escape(self.notice)}</div>" if self.notice else ""
+        )
+        self.schedule_html.value = (
+            f"<div style='font-family:monospace'>schedule so far ({len(s.schedule)} steps): "
+            f"{html.escape(short_schedule(s.schedule_string()) or '—')}</div>"
+        )
+        self.goal.value = self._goal_html()
+        self.banner.value = self._banner_html()
+        if figure:
+            sync_figure(self.figure, self.static_figure())
+
+    def _goal_html(self) -> str:
+        s = self.scheduler
+        goal = GOALS.get(self.scenario, _DEFAULT_GOAL)
+        if self.failed():
+            first = next(e for e in self.new_events() if e.kind in FAILING_KINDS)
+            head = first.report().splitlines()[0]
+            return (
+                "<div style='font-size:15px'><b>✔ You win</b> in "
+                f"{len(s.schedule)} steps: {html.escape(head)}</div>"
+            )
+        if s.deadlock:
+            return "<div style='font-size:15px'><b>Deadlock</b>: every thread is stuck.</div>"
+        if s.finished():
+            result = self._results.get((self.race.name, int(self.bound_picker.value)))
+            why = ""
+            if result is not None and not result.found:
+                why = (
+                    f" Explore found no failing schedule under {self.policy} with up to "
+                    f"{result.bound} preemptions: this policy closes the race."
+                )
+            return (
+                "<div style='font-size:15px'><b>✘ Every thread finished and nothing "
+                f"broke.</b>{html.escape(why)} Undo or reset and try another order.</div>"
+            )
+        return f"<div style='font-size:15px'><b>Goal:</b> {html.escape(goal)}.</div>"
+
+    def _banner_html(self) -> str:
+        if not self.failed():
+            return ""
+        reports = "\n\n".join(
+            (f"[{e.thread}] " if e.thread else "") + e.report() for e in self.new_events()
+        )
+        return (
+            f"<div class='mmkit-banner' style='border:2px solid {RED};background:#fdecea;"
+            "padding:4px 8px;border-radius:4px'><b>The kernel reported a bug</b>"
+            "<pre style='margin:4px 0;white-space:pre-wrap'>"
+            f"{html.escape(reports)}</pre></div>"
+        )
+
+    def _show_result(self) -> None:
+        if self._syncing:
+            return
+        self.result = self._results.get((self.race.name, int(self.bound_picker.value)))
+        result = self.result
+        self.replay_button.disabled = self.stepper_button.disabled = not (
+            result is not None and result.found
+        )
+        if result is None:
+            self.result_html.value = ""
+            return
+        lines = [
+            f"<b>{'FAILS' if result.found else 'never fails'}</b> under "
+            f"{html.escape(self.policy)} with up to {result.bound} preemptions: "
+            f"{result.schedules} schedules in {result.classes} equivalence classes, "
+            f"{result.states} states, {result.failing} failing ({result.seconds:.2f} s)"
+        ]
+        if result.shortest:
+            lines.append(
+                f"shortest failing schedule ({len(result.shortest.split())} steps): "
+                f"<code>{html.escape(short_schedule(result.shortest))}</code>"
+            )
+            lines.append(
+                "<pre style='white-space:pre-wrap;font-size:11px;margin:2px 0'>"
+                f"{html.escape(replay_call(self.race, result.shortest))}</pre>"
+            )
+        self.result_html.value = "<div>" + "<br>".join(lines) + "</div>"
+
+    # ---------------------------------------------------------------- display
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
