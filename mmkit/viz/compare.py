@@ -222,7 +222,7 @@ def comparison_figure(
     )
     tl_top = max([1, *(int(v) for o in outcomes for v in o.tlbi.values())])
     fig.update_yaxes(
-        type="log", range=[-0.2, len(str(tl_top)) + 0.6], tickformat="~s", row=1, col=3
+        type="log", range=[-0.2, len(str(tl_top)) + 0.6], dtick=1, tickformat="~s", row=1, col=3
     )
     if not keys:
         fig.add_annotation(

@@ -63,8 +63,8 @@ ACTION_STYLE: dict[str, tuple[str, str]] = {
     "bug": (RED, "x-thin-open"),
     "access": (OKABE_ITO["sky"], "square"),
     "memblock": (OKABE_ITO["yellow"], "square"),
-    "device": (OKABE_ITO["green"], "square-open"),
-    "sysfs": (OKABE_ITO["sky"], "square-open"),
+    "device": (OKABE_ITO["green"], "pentagon"),
+    "sysfs": (OKABE_ITO["sky"], "hexagon"),
 }
 
 #: Colour of each lock's bars (Okabe-Ito; any other lock is grey).
@@ -336,8 +336,9 @@ def timeline_figure(scheduler: Any, *, title: str | None = None) -> go.Figure:
             mode="markers+text",
             marker={"symbol": "hourglass", "size": 14, "color": OKABE_ITO["vermillion"]},
             text=blk["label"],
-            textposition="middle right",
+            textposition="top left",
             textfont={"color": OKABE_ITO["vermillion"], "size": 11},
+            cliponaxis=False,
             customdata=blk["text"],
             hovertemplate="%{customdata}<extra></extra>",
             showlegend=bool(blk["x"]),
