@@ -171,3 +171,13 @@ def test_title_and_determinism():
     assert timeline_figure(s, title="vmalloc race").layout.title.text.startswith(
         "vmalloc race: teach-4k-39"
     )
+
+
+def test_event_recorded_outside_the_scheduler_is_placed_on_its_threads_last_step():
+    race, shortest = _failing("ptdump")
+    s = replay(race.make, shortest)
+    s.machine.record_event("warn", "by_hand", "recorded outside any step", thread="H")
+    # a replay of the schedule no longer gives the same log: the guess is H's last step
+    last_h = max(k for k, n in enumerate(s.schedule) if n == "H")
+    assert event_steps(s)[-1][1] == last_h
+    assert timeline_figure(s).to_dict() == timeline_figure(s).to_dict()

@@ -43,6 +43,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mmkit.errors import InvalidArgument
 from mmkit.events import ACTIONS, KernelEvent
 from mmkit.viz._common import OKABE_ITO, RED, machine_label
 
@@ -145,10 +146,14 @@ def _replayed(scheduler: Any) -> _Replay | None:
     if r is None or r.factory is not factory or r.schedule != schedule[: len(r.schedule)]:
         fresh = Scheduler(factory)
         r = _Replay(factory, [], fresh, [], len(fresh.machine.events))
-    for name in schedule[len(r.schedule) :]:
-        r.scheduler.step(name)
-        r.schedule.append(name)
-        r.after.append(len(r.scheduler.machine.events))
+    try:
+        for name in schedule[len(r.schedule) :]:
+            r.scheduler.step(name)
+            r.schedule.append(name)
+            r.after.append(len(r.scheduler.machine.events))
+    except InvalidArgument:  # the copy refused a step: this scheduler is not its factory's
+        _REPLAYS.pop(id(factory), None)
+        return None
     _REPLAYS[id(factory)] = r
     _REPLAYS.move_to_end(id(factory))
     while len(_REPLAYS) > _MAX_REPLAYS:
