@@ -20,6 +20,8 @@ from mmkit.events import Step
 from mmkit.machine import Machine
 from mmkit.mm.hotplug import HOTPLUG_KERNELS
 from mmkit.mm.vmalloc import vmalloc
+from mmkit.policies import HotplugPolicy
+from mmkit.policies import get as get_policy
 from mmkit.policies import names as policy_names
 from mmkit.scenarios.memblock_order import memblock_order
 from mmkit.scenarios.races import ptdump_race, tlb_order, vmalloc_race
@@ -137,7 +139,8 @@ def test_the_scenarios_cover_the_variants(seen: Seen) -> None:
     assert any(s.count > 1 for s in seen.values()) and any(s.count == 1 for s in seen.values())
 
 
-def test_every_step_line_is_in_the_listing_chosen_for_it(seen: Seen) -> None:
+def _unlisted(seen: Seen) -> list[str]:
+    """Each collected step line that the listing chosen for it does not have."""
     missing = []
     for (fn, line, kernel, policy), _step in sorted(seen.items()):
         chosen = ks.listing(fn, kernel, policy)
@@ -149,7 +152,21 @@ def test_every_step_line_is_in_the_listing_chosen_for_it(seen: Seen) -> None:
             missing.append(f"{fn} [{chosen.kernel}] ({kernel}, {policy}): {line!r}")
         else:
             assert found[0] is chosen
+    return missing
+
+
+def test_every_step_line_is_in_the_listing_chosen_for_it(seen: Seen) -> None:
+    missing = _unlisted(seen)
     assert not missing, "step lines with no listing line:\n" + "\n".join(missing)
+
+
+def test_a_new_engine_line_or_function_is_reported() -> None:
+    new_line = ("unmap_hotplug_pte_range", "pte_clear_fast(ptep)", "v5.7", "v5.7")
+    new_fn = ("unmap_hotplug_p5d_range", "p5d = READ_ONCE(*p5dp)", "v5.7", "v5.7")
+    # a line of the V7 listing only, under a v5.7 machine: in the wrong variant
+    wrong = ("free_empty_tables", "free_empty_tables(0x1000, 0x2000)", "v5.7", "v5.7")
+    seen = {key: Step("call", key[0], key[1]) for key in (new_line, new_fn, wrong)}
+    assert len(_unlisted(seen)) == 3
 
 
 def test_the_variant_follows_kernel_and_policy() -> None:
@@ -197,6 +214,11 @@ def test_the_variant_follows_kernel_and_policy() -> None:
     assert "floor" not in ks.listing("free_empty_tables", policy="v7").lines[0]
     assert ks.listing("vmemmap_free", policy="v3").kernel == "patch V3"
     assert ks.listing("unmap_hotplug_pgd_range").function == "unmap_hotplug_range"
+    # a policy object (a plugin's) is matched by its fields, not its name
+    one_pass = HotplugPolicy("mine", "one pass", ("x",), passes=1, pgtable_lock=True)
+    assert ks.listing("vmemmap_free", "v5.7", one_pass).kernel == "patch V3"
+    tlbi = ks.listing("unmap_hotplug_pmd_range", policy=get_policy("v6"))
+    assert any("addr, next" in ln for ln in tlbi.lines)
 
 
 def test_locate_falls_back_to_another_variant_unless_strict() -> None:

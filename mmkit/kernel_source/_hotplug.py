@@ -180,7 +180,7 @@ LISTINGS = [
             do {
                 scan_movable_pages(); do_migrate_range();
             } while (!all pages isolated);  /* -EBUSY if stuck */
-            offline_isolated_pages(start_pfn, end_pfn);
+            walk_system_ram_range(..., offline_isolated_pages_cb);
             memory_notify(MEM_OFFLINE, &arg);  @@ memory{}: MEM_OFFLINE
             mem_hotplug_done();  @@ unlock(mem_hotplug_lock)
             return 0;
