@@ -439,7 +439,7 @@ def sysfs_figure(machine: Any, *, title: str | None = None) -> go.Figure:
     )
     head = f"{title or 'sysfs: nodes and memory blocks'}, {machine_label(machine)}"
     fig = go.Figure(data=traces)
-    height = int(min(900, max(420, 170 + 44 * rows + 16 * note_lines)))
+    height = int(min(800, max(420, 170 + 44 * rows + 16 * note_lines)))
     fig.update_layout(
         template="plotly_white",
         title={"text": f"{head}<br><sup>{sub}</sup>", "x": 0.01, "xanchor": "left"},
