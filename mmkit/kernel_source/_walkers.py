@@ -52,37 +52,56 @@ def _alloc_wrapper(child: str) -> Listing:
 def _slow_alloc(child: str) -> Listing:
     up = _UP[child]
     shift = f"{child.upper()}_SHIFT"
+    note = (
+        "The lock covers only installing a new table: the re-check reads through the "
+        "caller's pointer, which may point into a table freed meanwhile."
+    )
     if child == "pte":
-        head = "int __pte_alloc_kernel(pmd)"
-        new = "new = pte_alloc_one_kernel(&init_mm);"
-        populate = "pmd_populate_kernel(&init_mm, pmd, new);"
-        free = "pte_free_kernel(&init_mm, new);"
-    else:
-        head = f"int __{child}_alloc(mm, {up}, addr)"
-        new = f"new = {child}_alloc_one(mm, addr);"
-        populate = f"{up}_populate(mm, {up}, new);"
-        free = f"{child}_free(mm, new);"
+        return source(
+            "__pte_alloc_kernel",
+            "v5.4",
+            "mm/memory.c",
+            note,
+            f"""
+            int __pte_alloc_kernel(pmd)
+            {{
+                new = pte_alloc_one_kernel(&init_mm);  @@ __pgd_pgtable_alloc({shift})
+                if (!new)
+                    return -ENOMEM;
+                smp_wmb();                  /* zeroed table visible first */
+                spin_lock(&init_mm.page_table_lock);  @@ lock(init_mm.page_table_lock)
+                if (likely(pmd_none(*pmd))) {{  /* under the lock */  @@ {_RECHECK}
+                    pmd_populate_kernel(&init_mm, pmd, new);  @@ {_POPULATE}
+                    new = NULL;
+                }}
+                spin_unlock(&init_mm.page_table_lock);  @@ unlock(init_mm.page_table_lock)
+                if (new)                    /* another CPU populated it */
+                    pte_free_kernel(&init_mm, new);
+                return 0;
+            }}
+            """,
+        )
+    lock = "spin_lock(&mm->page_table_lock);" if child == "pud" else "ptl = pud_lock(mm, pud);"
+    unlock = "spin_unlock(&mm->page_table_lock);" if child == "pud" else "spin_unlock(ptl);"
     return source(
-        head.split("(")[0].split()[-1],
+        f"__{child}_alloc",
         "v5.4",
         "mm/memory.c",
-        "The lock covers only installing a new table: the re-check reads through the "
-        "caller's pointer, which may point into a table freed meanwhile.",
+        note + " The lock is init_mm.page_table_lock; the model frees a losing table after "
+        "unlocking.",
         f"""
-        {head}
+        int __{child}_alloc(mm, {up}, addr)
         {{
-            {new}  @@ __pgd_pgtable_alloc({shift})
+            new = {child}_alloc_one(mm, addr);  @@ __pgd_pgtable_alloc({shift})
             if (!new)
                 return -ENOMEM;
             smp_wmb();                  /* zeroed table visible first */
-            spin_lock(&init_mm.page_table_lock);  @@ lock(init_mm.page_table_lock)
-            if (likely({up}_none(*{up}))) {{  /* under the lock */  @@ {_RECHECK}
-                {populate}  @@ {_POPULATE}
-                new = NULL;
-            }}
-            spin_unlock(&init_mm.page_table_lock);  @@ unlock(init_mm.page_table_lock)
-            if (new)                    /* another CPU populated it */
-                {free}  @@ {child}_free_kernel(&init_mm, new)
+            {lock}  @@ lock(init_mm.page_table_lock)
+            if (!{up}_present(*{up}))  @@ {_RECHECK}
+                {up}_populate(mm, {up}, new);  @@ {_POPULATE}
+            else                        /* another CPU populated it */
+                {child}_free(mm, new);  @@ {child}_free_kernel(&init_mm, new)
+            {unlock}  @@ unlock(init_mm.page_table_lock)
             return 0;
         }}
         """,
