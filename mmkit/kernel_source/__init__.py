@@ -36,12 +36,19 @@ import textwrap
 from typing import Any
 
 from mmkit.events import Step
-from mmkit.kernel_source import _hotplug, _mapping, _teardown, _walkers
+from mmkit.kernel_source import (
+    _arch_hotplug,
+    _hotplug,
+    _mapping,
+    _teardown,
+    _teardown_v3,
+    _walkers,
+)
 from mmkit.kernel_source._listing import Listing
 
 __all__ = ["WIDTH", "Listing", "functions", "listing", "listing_html", "locate", "variants"]
 
-_MODULES = (_hotplug, _mapping, _teardown, _walkers)
+_MODULES = (_hotplug, _arch_hotplug, _mapping, _teardown, _teardown_v3, _walkers)
 _REGISTRY: dict[str, list[Listing]] = {}
 for _mod in _MODULES:
     for _ls in _mod.LISTINGS:
