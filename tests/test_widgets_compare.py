@@ -114,6 +114,8 @@ def test_rodata_full_toggle_and_cache(
 def test_trees_side_by_side_follow_the_pickers(pc: PolicyComparison) -> None:
     pc.select("arm64-4k-48", rodata_full=False)
     figure = pc.trees
+    assert pc.pair == ("v6", "v5.7")  # the default: one policy that leaves tables, one not
+    pc.left_picker.value = "naive"
     pc.right_picker.value = "v6"
     assert pc.pair == ("naive", "v6")
     ml, sl = _after_removal("arm64-4k-48", "naive", BLOCK)

@@ -7,11 +7,15 @@ The ground truth is the engine run independently of the widget: a
 
 from __future__ import annotations
 
+import html
+import re
+
 import ipywidgets as widgets
 import pytest
 
 from mmkit import policies
 from mmkit.errors import InvalidArgument, UnknownName
+from mmkit.kernel_source import listing_html, locate
 from mmkit.scenarios.races import Race, ptdump_race, tlb_order, vmalloc_race
 from mmkit.sched import Scheduler
 from mmkit.sched.explore import FAILING_KINDS, replay
@@ -80,6 +84,21 @@ def test_blocked_thread_is_disabled_naming_lock_and_holder() -> None:
     assert not rx.buttons["P"].disabled
     assert rx.scheduler.schedule == truth.schedule
     assert rx.figure is figure and plain(figure) == timeline_figure(truth).to_dict()
+
+
+def test_each_thread_shows_its_current_source_line() -> None:
+    rx = RaceExplorer("ptdump_race", policy="v5.7")
+    rx.follow("H H")  # P is blocked on get_online_mems()
+    machine = rx.scheduler.machine
+    for name, thread in rx.scheduler.threads.items():
+        found = locate(thread.pending, machine.kernel, machine.policy)
+        assert found is not None, thread.pending
+        listing, line = found
+        pane = rx.sources[name].value
+        assert listing_html(listing, line) in pane
+        current = re.search(r'class="mmkit-current"[^>]*>(.*?)</span>', pane)
+        assert current and html.unescape(current.group(1)) == listing.lines[line]
+    assert "get_online_mems" in rx.sources["P"].value
 
 
 def test_finished_thread_is_disabled() -> None:

@@ -12,22 +12,22 @@ True
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from mmkit.events import Step
 
 __all__ = ["source_html"]
 
 
-def source_html(step: Step | None, kernel: str | None = None) -> str:
-    """HTML for an ``ipywidgets.HTML`` pane: ``step``'s pseudo-source, current line marked."""
+def source_html(step: Step | None, kernel: str | None = None, policy: Any = None) -> str:
+    """HTML for an ``ipywidgets.HTML`` pane: ``step``'s pseudo-source, current line marked
+    (the variant ``kernel`` and ``policy`` run, as :func:`mmkit.kernel_source.listing`
+    picks it)."""
     if step is None:
         return "<pre style='margin:0;color:#666'>(returned)</pre>"
-    try:  # TEMP until mmkit.kernel_source lands
-        from mmkit.kernel_source import listing_html, locate
-    except ImportError:
-        found = None
-    else:
-        found = locate(step, kernel)
+    from mmkit.kernel_source import listing_html, locate
+
+    found = locate(step, kernel, policy)
     if found is not None:
         body = listing_html(*found)
     else:
@@ -35,4 +35,4 @@ def source_html(step: Step | None, kernel: str | None = None) -> str:
             f"<pre style='margin:0'><b>{html.escape(step.function)}()</b>\n"
             f"  <span style='background:#fff3b0'>{html.escape(step.line)}</span></pre>"
         )
-    return f"<div style='max-height:14em;overflow:auto;font-size:12px'>{body}</div>"
+    return f"<div style='font-size:12px;max-width:100%;overflow-x:auto'>{body}</div>"

@@ -73,7 +73,7 @@ class PolicyComparison:
         block: int | None = None,
         *,
         rodata_full: bool = False,
-        left: str = "naive",
+        left: str = "v6",
         right: str = "v5.7",
     ) -> None:
         names = policies.names()
@@ -287,7 +287,8 @@ class PolicyComparison:
             sync_figure(self.trees, self.static_trees())
 
     def _table_html(self) -> str:
-        frame = self.frame().drop(columns=["kernel log"], errors="ignore").reset_index()
+        # the configuration is in the title; the log goes under the table, one line per report
+        frame = self.frame().drop(columns=["config", "kernel log"], errors="ignore").reset_index()
         table = frame.to_html(border=0, index=False, classes="mmkit-compare")
         logs = "".join(
             f"<li><b>{html.escape(o.policy)}</b><pre style='margin:0;white-space:pre-wrap'>"

@@ -104,7 +104,7 @@ class MemblockOrder:
             max=len(self.frames) - 1,
             description="Frame",
             continuous_update=False,
-            layout=widgets.Layout(width="420px"),
+            layout=widgets.Layout(width="320px"),
         )
         self.play = widgets.Play(min=0, max=len(self.frames) - 1, interval=400)
         widgets.jslink((self.play, "value"), (self.slider, "value"))
@@ -268,7 +268,7 @@ class MemblockOrder:
             f"<div><b>{html.escape(frame.operation)}</b> (operation "
             f"{ops.index(frame.operation) + 1}/{len(ops)}), frame {self.index + 1}/"
             f"{len(self.frames)}: {html.escape(step.describe())}</div>"
-            + source_html(step, m.kernel)
+            + source_html(step, m.kernel, m.policy)
         )
         valid = "true" if frame.pfn_valid else "false"
         links = "".join(f"<li><code>{html.escape(p)}</code></li>" for p in frame.links)

@@ -484,7 +484,10 @@ class RaceExplorer:
             )
             run.on_click(guard(lambda _b, n=name: self.run_on(n)))
             self.buttons[name], self.run_buttons[name] = button, run
-            self.states[name], self.sources[name] = widgets.HTML(), widgets.HTML()
+            # the panes scroll inside their column rather than push the next one off
+            pane = widgets.Layout(width="100%", overflow="auto")
+            self.states[name] = widgets.HTML(layout=pane)
+            self.sources[name] = widgets.HTML(layout=pane)
             header = widgets.HTML(
                 f"<b>{html.escape(name)}</b> · CPU {thread.cpu} · {html.escape(thread.label)}"
             )
@@ -535,7 +538,7 @@ class RaceExplorer:
                 f"locks held: {html.escape(holds)}</div>"
             )
             self.sources[st.name].value = source_html(
-                s.threads[st.name].pending, getattr(machine, "kernel", None)
+                s.threads[st.name].pending, getattr(machine, "kernel", None), machine.policy
             )
         self.title.value = (
             f"<h3 style='margin:4px 0'>{html.escape(self.scenario)}: "
