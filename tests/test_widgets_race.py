@@ -242,6 +242,9 @@ def test_title_names_config_era_and_teaching_layout() -> None:
     assert rx.spec == RaceSpec("vmalloc_race", "teach-4k-39", "naive")
     title = rx.title.value
     assert "teach-4k-39" in title and "Linux v5.4" in title and "teaching layout" in title
+    # the race's notes (which table page V and H share, what pins it) are shown
+    notes = vmalloc_race("teach-4k-39", "naive").notes
+    assert notes and all(note in html.unescape(rx.notes.value) for note in notes)
     real = RaceExplorer("ptdump_race", config="arm64-16k-47", policy="v6")
     assert "arm64-16k-47, Linux v5.4" in real.title.value
     assert "teaching" not in real.title.value and "policy v6" in real.title.value

@@ -180,7 +180,8 @@ class RaceExplorer:
         sources: thread name -> ``HTML`` with its current pseudo-source line.
         policy_picker: ``ToggleButtons`` of the policies.
         banner: ``HTML``: the kernel log of the failure, empty while nothing failed.
-        goal: ``HTML``: the goal and whether it is reached.
+        goal: ``HTML``: the goal and whether it is reached; ``notes``: the race's notes
+            (which table page the threads share and what pins it).
         figure: the swimlane, a ``go.FigureWidget`` updated in place.
         bound_picker, explore_button, progress (``IntProgress``), result_html: explore all.
         result: the last :class:`~mmkit.sched.explore.ExploreResult` of this race and bound.
@@ -236,6 +237,7 @@ class RaceExplorer:
         self.reset_button = widgets.Button(description="Reset", icon="refresh")
         self.notice_html = widgets.HTML()
         self.goal = widgets.HTML()
+        self.notes = widgets.HTML()
         self.schedule_html = widgets.HTML()
         self.banner = widgets.HTML()
         self.columns = widgets.HBox(layout=widgets.Layout(width="100%"))
@@ -289,6 +291,7 @@ class RaceExplorer:
                 self.notice_html,
                 self.errors.widget,
                 self.goal,
+                self.notes,
                 self.schedule_html,
                 self.columns,
                 self.banner,
@@ -553,6 +556,10 @@ class RaceExplorer:
             f"{html.escape(short_schedule(s.schedule_string()) or '—')}</div>"
         )
         self.goal.value = self._goal_html()
+        self.notes.value = "".join(
+            f"<div style='font-size:12px;color:#444'>{html.escape(note)}</div>"
+            for note in self.race.notes
+        )
         self.banner.value = self._banner_html()
         if figure:
             sync_figure(self.figure, self.static_figure())
