@@ -52,6 +52,7 @@ from mmkit.viz.tree_model import (
     STATES,
     TreeNode,
     TreeSnapshot,
+    level_counts,
     snapshot,
     state_counts,
     tree_nodes,
@@ -157,7 +158,9 @@ def _where(n: TreeNode) -> str:
         return "table page"
     if n.kind == "tables":
         last = f"…{n.pfn_last:#x}" if n.pfn_last is not None else ""
-        return f"{n.count} table pages, pfn {n.pfn:#x}{last}"
+        under = sum(k for (level, _), k in n.pages.items() if level != n.level)
+        below = f" (and {under} table pages under them)" if under else ""
+        return f"{n.count} table pages, pfn {n.pfn:#x}{last}{below}"
     return f"table page pfn {n.pfn:#x}" + (" (boot)" if n.boot else "")
 
 
@@ -322,10 +325,7 @@ def _title_text(m: Machine, since: TreeSnapshot | None, title: str | None) -> st
 def _legend(nodes: Sequence[TreeNode], color: str, *, counts: bool = True) -> str:
     """A one-line legend of the colours in use (with table pages per state)."""
     if color == "state":
-        tally = dict.fromkeys(STATES, 0)
-        for n in nodes:
-            if n.id != "pgd":
-                tally[n.state] += n.count if n.kind != "run" else 0
+        tally = state_counts(list(nodes[1:]))
         parts = []
         for s in STATES:
             if any(n.state == s for n in nodes[1:]):
@@ -505,21 +505,22 @@ def _counts_line(nodes: Sequence[TreeNode]) -> str:
 
 def diff_summary(nodes: Sequence[TreeNode]) -> str:
     """One line: table pages added, freed and left empty by level, and why they were left."""
-    by: dict[str, dict[str, int]] = {}
+    per = level_counts(list(nodes))
     why: dict[str, int] = {}
     for n in nodes:
-        if n.kind == "run" or n.id == "pgd":
-            continue
-        if n.state in ("added", "freed", "empty", "touched-after-free"):
-            by.setdefault(n.state, {}).setdefault(n.level, 0)
-            by[n.state][n.level] += n.count
-        if n.state == "empty" and n.note:
-            why[n.note] = why.get(n.note, 0) + n.count
+        if n.state == "empty" and n.note and n.kind != "run":
+            why[n.note] = why.get(n.note, 0) + sum(n.pages.values())
+    order = ["pgd", "pud", "pmd", "pte"]
     parts = []
     for state in ("added", "freed", "empty", "touched-after-free"):
-        if state in by:
-            levels = ", ".join(f"{c} {lv.upper()}" for lv, c in sorted(by[state].items()))
-            parts.append(f"{STATE_LABELS[state]}: {levels}")
+        levels = sorted(
+            ((lv, k) for (st, lv), k in per.items() if st == state and k),
+            key=lambda item: order.index(item[0]) if item[0] in order else 9,
+        )
+        if levels:
+            parts.append(
+                f"{STATE_LABELS[state]}: " + ", ".join(f"{k} {lv.upper()}" for lv, k in levels)
+            )
     text = "; ".join(parts) or "no table page added or freed"
     if why:
         text += "<br>left: " + "; ".join(f"{c} × {w}" for w, c in why.items())

@@ -55,6 +55,7 @@ __all__ = [
     "STATES",
     "TreeNode",
     "TreeSnapshot",
+    "level_counts",
     "snapshot",
     "state_counts",
     "tree_nodes",
@@ -145,6 +146,9 @@ class TreeNode:
     note: str = ""  #: why it is in its state (freed by, left because, touched by)
     value: int = 0
     hollow: bool = False  #: a table with no entry in use (or only such tables under it)
+    #: table pages this node stands for, by (level, state): itself for a table, and for a
+    #: folded node every table page folded into it, the ones under its tables included
+    pages: dict[tuple[str, str], int] = field(default_factory=dict)
     #: what a parent compares to fold alike children; None: never folded
     signature: tuple[object, ...] | None = field(default=None, repr=False)
 
@@ -254,6 +258,7 @@ class _Builder:
             "live",
             pfn=pt.pgd_pfn,
             boot=True,
+            pages={(top.name, "live"): 1},
         )
         self.nodes.append(root)
         self._table_children(pt.pgd_pfn, 0, self.root_va, "pgd")
@@ -438,6 +443,7 @@ class _Builder:
             raw=int(arr[idx[k]]),
             value=(j - k) * step,
             signature=("tables", j - k, ("table", level.name, region, state, run_sig)),
+            pages={(level.name, state): j - k},
         )
         self.nodes.append(node)
         return node
@@ -490,6 +496,7 @@ class _Builder:
         if cpfn in self.uaf:
             node.state = "touched-after-free"
             node.note = self.uaf[cpfn]
+        node.pages = {(level.name, node.state): 1}
         foldable = (child_depth, va) not in self.ghost_parents and node.state not in (
             "shared",
             "touched-after-free",
@@ -524,9 +531,11 @@ class _Builder:
         first, last = run[0], run[-1]
         under = {n.id for n in run}
         kept = []
+        pages: Counter[tuple[str, str]] = Counter()
         for n in self.nodes:  # the run's tables and their subtrees give way to one node
             if n.id in under or n.parent in under:
                 under.add(n.id)
+                pages.update(n.pages)
             else:
                 kept.append(n)
         self.nodes[:] = kept
@@ -550,6 +559,7 @@ class _Builder:
             value=sum(n.value for n in run),
             signature=("tables", len(run), first.signature),
             hollow=first.hollow,
+            pages=dict(pages),
         )
         self.nodes.append(node)
         return node
@@ -620,6 +630,7 @@ class _Builder:
                 note=self.uaf[pfn] if uaf else (f"freed by {by}" if by else "freed"),
                 value=span * len(run),
                 hollow=True,
+                pages={(level.name, "touched-after-free" if uaf else "freed"): len(run)},
             )
         )
 
@@ -675,9 +686,18 @@ def why_left(m: Machine, node: TreeNode) -> str:
 
 
 def state_counts(nodes: list[TreeNode]) -> Counter[str]:
-    """Table pages per state (a folded node counts its ``count`` pages)."""
+    """Table pages per state (a folded node counts every page folded into it)."""
     c: Counter[str] = Counter()
     for n in nodes:
-        if n.kind in ("table", "tables"):
-            c[n.state] += n.count
+        for (_, state), k in n.pages.items():
+            c[state] += k
+    return c
+
+
+def level_counts(nodes: list[TreeNode]) -> Counter[tuple[str, str]]:
+    """Table pages per (state, level), folded pages included."""
+    c: Counter[tuple[str, str]] = Counter()
+    for n in nodes:
+        for (level, state), k in n.pages.items():
+            c[state, level] += k
     return c
