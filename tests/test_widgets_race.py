@@ -172,6 +172,29 @@ def test_explore_all_fills_the_result_and_the_bar() -> None:
     assert rx.scheduler.schedule_string() == truth.shortest and rx.failed()
 
 
+def test_load_into_stepper_gives_the_replayed_state(naive_shortest: str) -> None:
+    from mmkit.widgets.stepper import Stepper
+
+    rx = RaceExplorer("ptdump_race", policy="naive")
+    rx.explore(bound=2)
+    rx.stepper_button.click()
+    stepper = rx.stepper
+    assert isinstance(stepper, Stepper)
+    assert id(stepper.widget) in [id(c) for c in rx.stepper_box.children]
+    truth = replay(ptdump_race("arm64-4k-48", "naive").factory, naive_shortest)
+    assert stepper.position == len(truth.schedule)
+    assert stepper.session.sched.schedule == truth.schedule
+    assert stepper.machine.digest() == truth.machine.digest()
+    assert [e.report() for e in stepper.machine.events] == [
+        e.report() for e in truth.machine.events
+    ]
+    stepper.back()  # one step before the failure: no report yet
+    assert not any(e.kind in FAILING_KINDS for e in stepper.machine.events)
+    at_start = rx.open_stepper(at_failure=False)
+    assert at_start.position == 0 and rx.stepper is at_start
+    assert at_start.step().thread == naive_shortest.split()[0]  # it follows the schedule
+
+
 def test_explore_progress_is_reported_while_searching() -> None:
     rx = RaceExplorer("vmalloc_race", policy="naive")
     seen: list[tuple[int, int]] = []

@@ -441,15 +441,32 @@ class RaceExplorer:
         """Replay here the shortest failing schedule the last exploration found."""
         self.follow(self._shortest())
 
-    def open_stepper(self) -> Any:
+    def open_stepper(self, *, at_failure: bool = True) -> Any:
         """Load the shortest failing schedule into a :class:`~mmkit.widgets.stepper.Stepper`
-        (shown under the explorer) and return it."""
+        (shown under the explorer) and return it: at the failing step (the state
+        :func:`~mmkit.sched.explore.replay` of that schedule gives; step back from there)
+        or, with ``at_failure=False``, at its start."""
         schedule = self._shortest()
         from mmkit.widgets.stepper import Stepper
 
-        self.stepper = Stepper(self.race, schedule=schedule)
-        self.stepper_box.children = (self.stepper.widget,)
-        return self.stepper
+        stepper = Stepper(self.race, schedule=schedule)
+        n = len(schedule.split())
+        while at_failure and stepper.position < n:
+            before = stepper.position
+            stepper.run_to_event()  # stops at each kernel event: the last is the failure
+            if stepper.position == before:
+                break
+        if stepper.position > n:
+            stepper.goto(n)
+        self.stepper = stepper
+        self.stepper_box.children = (
+            widgets.HTML(
+                f"<b>Stepper</b> loaded with {html.escape(short_schedule(schedule))}"
+                + (", at the failing step: go back to watch it happen" if at_failure else "")
+            ),
+            stepper.widget,
+        )
+        return stepper
 
     # --------------------------------------------------------------- updating
     def _shortest(self) -> str:
