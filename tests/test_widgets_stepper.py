@@ -276,12 +276,28 @@ def test_step_into_takes_the_entries_of_the_coarse_step() -> None:
 def test_step_into_a_race_keeps_the_failing_interleaving(naive_failure: str) -> None:
     race = ptdump_race("arm64-4k-48", "naive")
     s = Stepper(race, schedule=naive_failure)
-    while not s.session.next_step().coarse:
+    while not (s.session.next_step().coarse and s.session.next_step().action == "write"):
         s.step()
     s.step_into()
     assert s.session.fine and s.session.events == []
     s.run_to_event()
     assert [e.kind for e in s.session.events] == ["use-after-free"]
+
+
+def test_step_into_a_step_the_engine_takes_whole_is_refused_and_changes_nothing() -> None:
+    # ptdump reads a table's entries in one step even with one step per entry
+    s = Stepper(ptdump_race("arm64-4k-48", "naive"), schedule="P P")
+    s.step()
+    nxt = s.session.next_step()
+    assert nxt.coarse and nxt.function == "walk_pud" and not s.into_button.disabled
+    digest = s.machine.digest()
+    s.into_button.click()
+    assert "taken whole" not in s.errors.widget.value  # the message says why instead
+    assert "takes this step whole" in s.errors.widget.value
+    assert not s.session.fine and s.position == 1 and s.machine.digest() == digest
+    assert s.into_button.disabled and "taken whole" in s.status.value
+    s.step()
+    assert s.session.sched.schedule == ["P", "P"]
 
 
 def test_step_into_refuses_a_step_of_one_entry() -> None:

@@ -72,6 +72,18 @@ def fine_factory(factory: Factory) -> Factory:
     return make
 
 
+#: why a step that stands for many entries cannot be stepped into
+_WHOLE = (
+    "the engine takes this step whole even with one step per entry (a walk or scan that "
+    "reads a table's entries at once, with no point between them another CPU could act "
+    "on in this model): nothing to step into: {step}"
+)
+
+
+def _sig(step: Step) -> tuple[object, ...]:
+    return (step.action, step.function, step.line, step.table, step.index, step.va)
+
+
 def _chain(ops: Any) -> list[Any]:
     """A thread's suspended generators, outermost first (its call stack)."""
     out = []
@@ -99,6 +111,8 @@ class StepSession:
         self.preferred = AUTO
         #: the coarse step the learner stepped into (None before any step into)
         self.stepped_into: Step | None = None
+        #: steps found to stay whole in the fine run (their signature): no step into
+        self._whole: set[tuple[object, ...]] = set()
         self._first_fn: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._start(fine=False)
         for name in self.loaded:
@@ -170,6 +184,10 @@ class StepSession:
             if st.state == "blocked":
                 return f"thread {name} waits for {st.waits_for}"
         return "no thread can run"
+
+    def kept_whole(self, step: Step) -> bool:
+        """Whether ``step`` was found to stay one step in the fine run too."""
+        return _sig(step) in self._whole
 
     # ---------------------------------------------------------------- moves
     def _note_frames(self, name: str) -> None:
@@ -301,6 +319,8 @@ class StepSession:
             )
         if not nxt.coarse:
             raise InvalidArgument(f"not a coarse step (it covers one entry): {nxt.describe()}")
+        if self.kept_whole(nxt):
+            raise InvalidArgument(_WHOLE.format(step=nxt.describe()))
         pos = self.position
         keep = max(pos, len(self.loaded))
         coarse = list(self.history)
@@ -308,12 +328,19 @@ class StepSession:
             probe = Scheduler(self.coarse_factory)
             probe.follow(self.plan[:keep])
             coarse = list(probe.history)
-        preferred = self.preferred
+        saved = (self.sched, self.plan, self.reached, self._first_fn, self.preferred)
         self._start(fine=True)
         refinement = refine(self.sched, coarse, self._take)
         self.plan = list(refinement.schedule)
         self.reached = refinement.boundaries[pos]
         self.goto(self.reached)  # back from the end of the loaded schedule, if past it
+        self.preferred = saved[-1]
+        same = self.next_step()
+        if same is not None and same.count == nxt.count and _sig(same) == _sig(nxt):
+            # the engine takes this step whole even entry by entry: nothing to step into
+            self._whole.add(_sig(nxt))
+            self.fine = False
+            self.sched, self.plan, self.reached, self._first_fn, self.preferred = saved
+            raise InvalidArgument(_WHOLE.format(step=nxt.describe()))
         self.stepped_into = nxt
-        self.preferred = preferred
         return refinement

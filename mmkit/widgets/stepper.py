@@ -299,9 +299,11 @@ class Stepper:
     def step_into(self) -> None:
         """Take the next (coarse) step entry by entry (see the module docstring)."""
         self._log_seen = len(self.session.events)
-        self.session.step_into()
-        self._log_seen = len(self.session.events)
-        self._refresh(redraw=True)
+        try:
+            self.session.step_into()
+        finally:  # a refused step into learns the step is taken whole: the button says so
+            self._log_seen = len(self.session.events)
+            self._refresh(redraw=True)
 
     def step_over(self) -> int:
         """Run until the next step's kernel function returns to its caller (or an event);
@@ -547,7 +549,9 @@ class Stepper:
         self.over_button.disabled = not can
         self.event_button.disabled = not can
         self.end_button.disabled = not can
-        self.into_button.disabled = not (can and not s.fine and nxt is not None and nxt.coarse)
+        self.into_button.disabled = not (
+            nxt is not None and nxt.coarse and not s.fine and not s.kept_whole(nxt)
+        )
         self.back_button.disabled = pos == 0
         self.reset_button.disabled = pos == 0 and not s.fine and s.preferred == AUTO
         self.step_button.tooltip = "take the next step" if can else s.why_not()
@@ -582,11 +586,12 @@ class Stepper:
                 f"Done ({html.escape(last.thread)}): <code>{html.escape(last.describe())}</code>"
             )
         if nxt is not None:
-            extra = (
-                f" <i>(covers {nxt.count} entries: Step into takes them one by one)</i>"
-                if nxt.coarse and not s.fine
-                else ""
-            )
+            extra = ""
+            if nxt.coarse and (s.fine or s.kept_whole(nxt)):
+                extra = f" <i>(covers {nxt.count} entries, taken whole even entry by entry)</i>"
+            elif nxt.coarse:
+                extra = f" <i>(covers {nxt.count} entries: Step into takes them one by one)</i>"
+
             rows.append(
                 f"Next ({html.escape(nxt.thread)}): <code>{html.escape(nxt.describe())}</code>"
                 + extra
