@@ -11,6 +11,7 @@ import html
 import re
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import pytest
 
 from mmkit import policies
@@ -99,6 +100,22 @@ def test_each_thread_shows_its_current_source_line() -> None:
         current = re.search(r'class="mmkit-current"[^>]*>(.*?)</span>', pane)
         assert current and html.unescape(current.group(1)) == listing.lines[line]
     assert "get_online_mems" in rx.sources["P"].value
+
+
+def test_one_batch_update_per_click(monkeypatch: pytest.MonkeyPatch) -> None:
+    rx = RaceExplorer("tlb_order", policy="v3")
+    rx.step("H")  # the lanes exist: later steps change traces in place
+    calls: list[int] = []
+    real = go.FigureWidget.batch_update
+
+    def counting(self: go.FigureWidget) -> object:
+        calls.append(id(self))
+        return real(self)
+
+    monkeypatch.setattr(go.FigureWidget, "batch_update", counting)
+    figure = rx.figure
+    rx.buttons["H"].click()
+    assert calls == [id(figure)] and rx.figure is figure
 
 
 def test_finished_thread_is_disabled() -> None:

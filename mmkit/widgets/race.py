@@ -29,11 +29,7 @@ True
 
 from __future__ import annotations
 
-import ast
 import html
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
@@ -42,12 +38,24 @@ import plotly.graph_objects as go
 from mmkit import policies
 from mmkit.errors import InvalidArgument, UnknownName
 from mmkit.events import KernelEvent, Step
-from mmkit.scenarios.races import Race, ptdump_race, tlb_order, vmalloc_race
+from mmkit.scenarios.races import Race
 from mmkit.sched import Scheduler
 from mmkit.sched.explore import FAILING_KINDS, ExploreResult
-from mmkit.viz._common import RED, machine_label
+from mmkit.viz._common import machine_label
 from mmkit.viz.timeline import timeline_figure
 from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._race_panes import banner_html, button_text, goal_html, result_html, state_html
+from mmkit.widgets._race_spec import (
+    DEFAULT_CONFIGS,
+    DEFAULT_GOAL,
+    GOALS,
+    SCENARIOS,
+    RaceSpec,
+    race_spec,
+    replay_call,
+    resolve_race,
+    short_schedule,
+)
 from mmkit.widgets._source import source_html
 from mmkit.widgets._sync import sync_figure
 
@@ -61,107 +69,6 @@ __all__ = [
     "replay_call",
     "short_schedule",
 ]
-
-#: The race scenarios the explorer can build by name.
-SCENARIOS: dict[str, Callable[..., Race]] = {
-    "ptdump_race": ptdump_race,
-    "tlb_order": tlb_order,
-    "vmalloc_race": vmalloc_race,
-}
-
-#: The configuration each scenario is built on when none is given (the lessons' choice:
-#: vmalloc's race needs a teaching layout, where nothing else pins the shared table).
-DEFAULT_CONFIGS: dict[str, str] = {
-    "ptdump_race": "arm64-4k-48",
-    "tlb_order": "arm64-4k-48",
-    "vmalloc_race": "teach-4k-39",
-}
-
-#: What the learner is asked to make happen in each race.
-GOALS: dict[str, str] = {
-    "ptdump_race": "make ptdump read a table page that hot-remove has freed",
-    "tlb_order": "make the reader on CPU 1 reach a freed page through its stale TLB entry",
-    "vmalloc_race": "make vmalloc() write into a table page that hot-remove has freed",
-}
-
-_DEFAULT_GOAL = "make the kernel report a bug"
-
-
-@dataclass(frozen=True)
-class RaceSpec:
-    """How a race was built: scenario function, configuration, policy and granularity."""
-
-    scenario: str  #: a key of :data:`SCENARIOS`
-    config: str
-    policy: str
-    fine: bool = False
-
-    def build(self, policy: str | None = None) -> Race:
-        """The race, under ``policy`` if given (else this spec's)."""
-        fn = SCENARIOS[self.scenario]
-        return fn(config=self.config, policy=policy or self.policy, fine=self.fine)
-
-
-def race_spec(race: Race) -> RaceSpec | None:
-    """The :class:`RaceSpec` of a race built by a :data:`SCENARIOS` function, read from its
-    replayable name (``Race.call()``, e.g. ``"tlb_order('v3', 'arm64-4k-48')"``); None for
-    any other race.
-
-    >>> race_spec(tlb_order("v3"))
-    RaceSpec(scenario='tlb_order', config='arm64-4k-48', policy='v3', fine=False)
-    """
-    try:
-        call = ast.parse(race.call(), mode="eval").body
-    except SyntaxError:
-        return None
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
-        return None
-    fn = SCENARIOS.get(call.func.id)
-    if fn is None:
-        return None
-    try:
-        args = [ast.literal_eval(a) for a in call.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except (TypeError, ValueError):
-        return None
-    bound.apply_defaults()
-    a = bound.arguments
-    return RaceSpec(call.func.id, str(a["config"]), str(a["policy"]), bool(a["fine"]))
-
-
-def short_schedule(schedule: str) -> str:
-    """A schedule with runs folded, for reading: ``"P P P H H P"`` -> ``"P×3 H×2 P"``.
-
-    >>> short_schedule("P P P H H P")
-    'P×3 H×2 P'
-    """
-    runs: list[list[Any]] = []
-    for name in schedule.split():
-        if runs and runs[-1][0] == name:
-            runs[-1][1] += 1
-        else:
-            runs.append([name, 1])
-    return " ".join(n if k == 1 else f"{n}×{k}" for n, k in runs)
-
-
-def replay_call(race: Race, schedule: str) -> str:
-    """The Python that replays ``schedule`` on ``race`` (a counterexample you can paste).
-
-    >>> print(replay_call(tlb_order("v3"), "H R"))
-    from mmkit.scenarios.races import tlb_order
-    from mmkit.sched.explore import replay
-    s = replay(tlb_order('v3', 'arm64-4k-48').factory, "H R")
-    print("\\n".join(e.report() for e in s.machine.events))
-    """
-    call = race.call()
-    head = call.partition("(")[0]
-    return (
-        f"from mmkit.scenarios.races import {head}\n"
-        "from mmkit.sched.explore import replay\n"
-        f's = replay({call}.factory, "{schedule}")\n'
-        'print("\\n".join(e.report() for e in s.machine.events))'
-    )
 
 
 class RaceExplorer:
@@ -198,22 +105,7 @@ class RaceExplorer:
         fine: bool = False,
         bound: int = 2,
     ) -> None:
-        if isinstance(race, str):
-            if race not in SCENARIOS:
-                raise UnknownName(f"unknown race scenario {race!r}", choices=list(SCENARIOS))
-            self.spec: RaceSpec | None = RaceSpec(
-                race, config or DEFAULT_CONFIGS[race], policy or "naive", fine
-            )
-            built = self.spec.build()
-        else:
-            if config is not None or policy is not None or fine:
-                raise InvalidArgument(
-                    "RaceExplorer(race): config, policy and fine go with a scenario name "
-                    "(RaceExplorer('ptdump_race', config=...)), not with the ready race "
-                    f"{race.name}"
-                )
-            self.spec = race_spec(race)
-            built = race
+        self.spec, built = resolve_race(race, config=config, policy=policy, fine=fine)
         if bound not in range(4):
             raise InvalidArgument(f"RaceExplorer: bound={bound!r}; it must be 0, 1, 2 or 3")
         self.errors = ErrorPane()
@@ -270,7 +162,6 @@ class RaceExplorer:
 
         self._use(built)
         self.figure = go.FigureWidget(self.static_figure())
-        self.figure.layout.autosize = True
 
         guard = self.errors.guard
         self.undo_button.on_click(guard(lambda _b: self.undo()))
@@ -535,28 +426,14 @@ class RaceExplorer:
     def _refresh(self, *, figure: bool = True) -> None:
         s = self.scheduler
         machine = s.machine
-        what = self.race.threads
         for st in s.status():
             button = self.buttons[st.name]
             button.disabled = st.state != "runnable"
             self.run_buttons[st.name].disabled = button.disabled
-            if st.state == "done":
-                button.description = f"{st.name} is done"
-            elif st.state == "blocked":
-                holders = s.locks.holders.get(st.waits_for or "", {})
-                held = ", ".join(f"{t}: {m}" for t, m in sorted(holders.items())) or "nobody"
-                button.description = f"{st.name} waits for {st.waits_for} (held by {held})"
-            else:
-                button.description = f"Step {st.name} ({what.get(st.name, st.label)})"
+            button.description = button_text(st, s.locks, self.race.threads)
             button.tooltip = st.next or "finished"
             button.button_style = "warning" if st.state == "blocked" else ""
-            holds = ", ".join(f"{lock} ({mode})" for lock, mode in st.holds.items()) or "none"
-            state = {"runnable": "next", "blocked": "blocked at", "done": "done"}[st.state]
-            self.states[st.name].value = (
-                f"<div style='font-size:12px'><b>{state}</b>: "
-                f"{html.escape(st.next or 'returned')}<br>steps taken: {st.steps}; "
-                f"locks held: {html.escape(holds)}</div>"
-            )
+            self.states[st.name].value = state_html(st)
             self.sources[st.name].value = source_html(
                 s.threads[st.name].pending, getattr(machine, "kernel", None), machine.policy
             )
@@ -577,76 +454,29 @@ class RaceExplorer:
             f"<div style='font-size:12px;color:#444'>{html.escape(note)}</div>"
             for note in self.race.notes
         )
-        self.banner.value = self._banner_html()
+        self.banner.value = banner_html(self.new_events())
         if figure:
             sync_figure(self.figure, self.static_figure())
 
     def _goal_html(self) -> str:
-        s = self.scheduler
-        goal = GOALS.get(self.scenario, _DEFAULT_GOAL)
-        if self.failed():
-            first = next(e for e in self.new_events() if e.kind in FAILING_KINDS)
-            head = first.report().splitlines()[0]
-            return (
-                "<div style='font-size:15px'><b>✔ You win</b> in "
-                f"{len(s.schedule)} steps: {html.escape(head)}</div>"
-            )
-        if s.deadlock:
-            return "<div style='font-size:15px'><b>Deadlock</b>: every thread is stuck.</div>"
-        if s.finished():
-            result = self._results.get((self.race.name, int(self.bound_picker.value)))
-            why = ""
-            if result is not None and not result.found:
-                why = (
-                    f" Explore found no failing schedule under {self.policy} with up to "
-                    f"{result.bound} preemptions: this policy closes the race."
-                )
-            return (
-                "<div style='font-size:15px'><b>✘ Every thread finished and nothing "
-                f"broke.</b>{html.escape(why)} Undo or reset and try another order.</div>"
-            )
-        return f"<div style='font-size:15px'><b>Goal:</b> {html.escape(goal)}.</div>"
-
-    def _banner_html(self) -> str:
-        if not self.failed():
-            return ""
-        reports = "\n\n".join(
-            (f"[{e.thread}] " if e.thread else "") + e.report() for e in self.new_events()
-        )
-        return (
-            f"<div class='mmkit-banner' style='border:2px solid {RED};background:#fdecea;"
-            "padding:4px 8px;border-radius:4px'><b>The kernel reported a bug</b>"
-            "<pre style='margin:4px 0;white-space:pre-wrap'>"
-            f"{html.escape(reports)}</pre></div>"
+        result = self._results.get((self.race.name, int(self.bound_picker.value)))
+        return goal_html(
+            self.scheduler,
+            GOALS.get(self.scenario, DEFAULT_GOAL),
+            self.new_events(),
+            self.policy,
+            result,
         )
 
     def _show_result(self) -> None:
         if self._syncing:
             return
         self.result = self._results.get((self.race.name, int(self.bound_picker.value)))
-        result = self.result
-        self.replay_button.disabled = self.stepper_button.disabled = not (
-            result is not None and result.found
+        found = self.result is not None and self.result.found
+        self.replay_button.disabled = self.stepper_button.disabled = not found
+        self.result_html.value = (
+            "" if self.result is None else result_html(self.result, self.race, self.policy)
         )
-        if result is None:
-            self.result_html.value = ""
-            return
-        lines = [
-            f"<b>{'FAILS' if result.found else 'never fails'}</b> under "
-            f"{html.escape(self.policy)} with up to {result.bound} preemptions: "
-            f"{result.schedules} schedules in {result.classes} equivalence classes, "
-            f"{result.states} states, {result.failing} failing ({result.seconds:.2f} s)"
-        ]
-        if result.shortest:
-            lines.append(
-                f"shortest failing schedule ({len(result.shortest.split())} steps): "
-                f"<code>{html.escape(short_schedule(result.shortest))}</code>"
-            )
-            lines.append(
-                "<pre style='white-space:pre-wrap;font-size:11px;margin:2px 0'>"
-                f"{html.escape(replay_call(self.race, result.shortest))}</pre>"
-            )
-        self.result_html.value = "<div>" + "<br>".join(lines) + "</div>"
 
     # ---------------------------------------------------------------- display
     def _ipython_display_(self) -> None:
