@@ -162,6 +162,16 @@ def test_block_text_and_bad_input(pc: PolicyComparison) -> None:
 
 def test_callback_errors_land_in_the_error_pane(monkeypatch: pytest.MonkeyPatch) -> None:
     pc = PolicyComparison("arm64-4k-48")
+    shown = pc.outcomes
+
+    def no_machine(config: str) -> int:
+        raise RuntimeError(f"cannot boot {config}")
+
+    monkeypatch.setattr("mmkit.widgets.compare.default_block", no_machine)
+    pc.config_picker.value = "arm64-64k-42"
+    assert "RuntimeError: cannot boot arm64-64k-42" in pc.errors.widget.value
+    assert pc.config_picker.value == pc.config == "arm64-4k-48"  # back to what is shown
+    assert pc.outcomes is shown
 
     def broken() -> None:
         raise RuntimeError("chart failed")

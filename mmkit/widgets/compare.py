@@ -211,8 +211,14 @@ class PolicyComparison:
             raise UnknownName(f"unknown configuration {config!r}", choices=arch.names())
         new_config = config or self.config
         new_block = block
-        if new_block is None:
-            new_block = self.block if new_config == self.config else default_block(new_config)
+        if new_block is None and new_config == self.config:
+            new_block = self.block
+        elif new_block is None:
+            try:
+                new_block = default_block(new_config)
+            except Exception:
+                self._sync_controls()  # the picker goes back to what is shown
+                raise
         if isinstance(new_block, bool) or not isinstance(new_block, int) or new_block < 0:
             raise InvalidArgument(f"block={new_block!r}: a physical address, e.g. 0x400040000000")
         new_rf = self.rodata_full_value if rodata_full is None else bool(rodata_full)
