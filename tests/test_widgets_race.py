@@ -288,6 +288,8 @@ def test_title_names_config_era_and_teaching_layout() -> None:
     real = RaceExplorer("ptdump_race", config="arm64-16k-47", policy="v6")
     assert "arm64-16k-47, Linux v5.4" in real.title.value
     assert "teaching" not in real.title.value and "policy v6" in real.title.value
+    assert "one step per entry" not in real.title.value
+    assert "one step per entry" in RaceExplorer("tlb_order", fine=True).title.value
     # hot-remove's thread label carries hex addresses
     assert "remove_memory(0x" in real.columns.children[0].children[0].value
 

@@ -439,7 +439,9 @@ class RaceExplorer:
             )
         self.title.value = (
             f"<h3 style='margin:4px 0'>{html.escape(self.scenario)}: "
-            f"{html.escape(machine_label(machine))}; lock policy {html.escape(self.policy)}</h3>"
+            f"{html.escape(machine_label(machine))}; lock policy {html.escape(self.policy)}"
+            + ("; one step per entry" if getattr(machine, "fine", False) else "")
+            + "</h3>"
         )
         self.undo_button.disabled = not s.schedule
         self.notice_html.value = (
