@@ -557,7 +557,11 @@ class Stepper:
         self.step_button.tooltip = "take the next step" if can else s.why_not()
         self.status.value = self._status_html(nxt)
         shown = nxt if nxt is not None else (s.history[-1] if s.history else None)
-        self.source.value = source_html(shown, self.machine.kernel, self.machine.policy)
+        self.source.value = (
+            f"<div class='mmkit-source-pane' style='{_PANE};max-height:400px;line-height:1.35'>"
+            + source_html(shown, self.machine.kernel, self.machine.policy)
+            + "</div>"
+        )
         key = (len(s.events), self._log_seen)
         if key != self._log_key:
             self._log_key = key
@@ -590,7 +594,10 @@ class Stepper:
             if nxt.coarse and (s.fine or s.kept_whole(nxt)):
                 extra = f" <i>(covers {nxt.count} entries, taken whole even entry by entry)</i>"
             elif nxt.coarse:
-                extra = f" <i>(covers {nxt.count} entries: Step into takes them one by one)</i>"
+                extra = (
+                    f" <i>(covers {nxt.count} entries: Step into replays them one by one, "
+                    "where the engine splits this step)</i>"
+                )
 
             rows.append(
                 f"Next ({html.escape(nxt.thread)}): <code>{html.escape(nxt.describe())}</code>"
@@ -622,8 +629,8 @@ class Stepper:
                 )
             body = "".join(parts)
         return (
-            "<div style='font-size:12px'><b>Kernel log</b>"
-            f"<div class='mmkit-log' style='{_PANE};white-space:pre-wrap;"
+            "<div style='font-size:12px;line-height:1.35'><b>Kernel log</b>"
+            f"<div class='mmkit-log' style='{_PANE};white-space:pre-wrap;line-height:1.35;"
             f"font-family:monospace'>{body}</div></div>"
         )
 
