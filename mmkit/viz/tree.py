@@ -436,9 +436,9 @@ def _figure(parts: _TreeParts) -> go.Figure:
         annotations=[_legend_annotation(parts.legend)],
         uniformtext={"minsize": 9, "mode": "hide"},
     )
-    if parts.types[0] == "scatter":  # node-link: no axes
-        depth = max(n.hw_level for n in parts.nodes) - parts.nodes[0].hw_level
-        fig.update_xaxes(visible=False, range=[-0.1, depth + 0.75])
+    if parts.types[0] == "scatter":  # node-link: no axes; room on the right for the labels
+        depth = max(parts.props[1]["x"])
+        fig.update_xaxes(visible=False, range=[-0.1, depth + 0.9])
         fig.update_yaxes(visible=False)
         fig.update_layout(plot_bgcolor="white")
     return fig
@@ -453,9 +453,11 @@ def update_tree_figure(fig: go.Figure, m: Machine, **options: Any) -> None:
     parts = _tree_parts(m, **options)
     if [t.type for t in fig.data] != parts.types:
         new = _figure(parts)
+        width = fig.layout.width  # a widget's own width stays
         fig.data = ()
         fig.add_traces(list(new.data))
         fig.layout = new.layout
+        fig.layout.width = width
         fig._mmkit_tree = parts  # type: ignore[attr-defined]
         return
     last: _TreeParts | None = getattr(fig, "_mmkit_tree", None)

@@ -57,7 +57,7 @@ from mmkit.errors import InvalidArgument
 from mmkit.events import Step
 from mmkit.machine import Machine
 from mmkit.sched import Thread
-from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._base import ErrorPane, figure_widget
 from mmkit.widgets._source import source_html
 from mmkit.widgets._stepper_session import AUTO, Factory, StepSession, fine_factory
 
@@ -489,7 +489,7 @@ class Stepper:
     def _new_figure(self) -> go.FigureWidget:
         from mmkit.viz.tree import tree_figure
 
-        fig = go.FigureWidget(tree_figure(self.machine, **self._tree_options()))
+        fig = figure_widget(tree_figure(self.machine, **self._tree_options()))
         return fig
 
     def _tree_options(self) -> dict[str, Any]:

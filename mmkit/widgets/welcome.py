@@ -33,6 +33,7 @@ from mmkit.arch import ArchDescriptor
 from mmkit.errors import MmkitError, UnknownName
 from mmkit.tables import layout_html
 from mmkit.viz import layout_figure
+from mmkit.widgets._base import figure_widget
 
 __all__ = [
     "KASAN_CHOICES",
@@ -97,7 +98,7 @@ class ConfigExplorer:
         )
         for picker in (self.dropdown, self.kernel_picker, self.kasan_picker):
             picker.style.description_width = "initial"
-        self.figure = go.FigureWidget(layout_figure(self.descriptor))
+        self.figure = figure_widget(layout_figure(self.descriptor))
         self.table = widgets.HTML(layout_html(self.descriptor))
         self.explanation = widgets.HTML(self._explanation_html(self.descriptor))
         self.status = widgets.HTML("")
