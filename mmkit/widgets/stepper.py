@@ -97,6 +97,13 @@ def _free_start(m: Machine, size: int) -> int:
     return (top + block - 1) & ~(block - 1)
 
 
+def _op_title(op: str, start: int, size: int, config: str, m: Machine, rodata_full: bool) -> str:
+    policy = getattr(m.policy, "name", str(m.policy))
+    return f"{op}({start:#x}, {size:#x}) on {config}, Linux {m.kernel}, policy {policy}" + (
+        ", rodata_full" if rodata_full else ""
+    )
+
+
 class Stepper:
     """Step a race or one kernel operation (see the module docstring).
 
@@ -177,11 +184,12 @@ class Stepper:
         the first free block-aligned address from 0x1_0000_0000), then step its removal.
 
         ``op="remove_memory"`` (the default, what a lesson on the teardown wants) steps the
-        whole ``remove_memory()`` (``try_remove_memory``, v5.7 order unless ``kernel=`` says
-        otherwise): the locks, the memory block devices and node links, then
-        ``arch_remove_memory()`` (each section's ``vmemmap_free``, then the linear map's
-        ``__remove_pgd_mapping``: unmap pass, ``free_empty_tables`` pass) and memblock. The
-        range is added with ``add_memory()`` and left offline, as ``remove_memory`` needs.
+        whole ``remove_memory()``: the hotplug locks, the memory block devices and node links,
+        memblock, and ``arch_remove_memory()`` (each section's ``vmemmap_free``, then the
+        linear map's ``__remove_pgd_mapping``: unmap pass, ``free_empty_tables`` pass), in
+        the order of the machine's kernel (``kernel=``; by default the configuration's
+        v5.4, see :mod:`mmkit.mm.hotplug`). The range is added with ``add_memory()`` and
+        left offline, as ``remove_memory`` needs.
         ``op="arch_remove_memory"`` adds with ``arch_add_memory()`` alone and steps only the
         arm64 teardown (what ``mmkit bench`` times)."""
         from mmkit.mm.hotplug import offline_memory_block, remove_memory
@@ -215,9 +223,7 @@ class Stepper:
             check_hot_remove(m, start, size)
             return m, m.arch_remove_memory(start, size)
 
-        title = f"{op}({start:#x}, {size:#x}) on {config}, policy {policy}" + (
-            ", rodata_full" if rodata_full else ""
-        )
+        title = _op_title(op, start, size, config, base, rodata_full)
         return cls(make, thread="H", title=title, style=style, color=color)
 
     @classmethod
@@ -258,9 +264,7 @@ class Stepper:
             check_hot_add(m, start, size)
             return m, m.arch_add_memory(start, size)
 
-        title = f"{op}({start:#x}, {size:#x}) on {config}, policy {policy}" + (
-            ", rodata_full" if rodata_full else ""
-        )
+        title = _op_title(op, start, size, config, base, rodata_full)
         return cls(make, thread="A", title=title, style=style, color=color)
 
     # ----------------------------------------------------------------- state
