@@ -10,7 +10,8 @@ learner clicks first and checks that the widget's figure changed in the page:
 * ``MemblockOrder``: *To next kernel event* (the frame jumps to the BUG: the figures change).
 
 The browser console must stay free of errors. Screenshots at 1280x800 of the whole notebook
-and of each widget after its click are saved under ``test-artifacts/browser/`` (or
+and of each widget after its click (scrolled to its top) are saved under
+``test-artifacts/browser/`` (or
 ``$MMKIT_ARTIFACTS``) for a person to look at.
 """
 
@@ -145,7 +146,9 @@ def test_every_widget_reacts_to_a_click_in_jupyterlab(lab_server: LabServer) -> 
                     )
                     changed[name] = time.monotonic() - t
                     page.wait_for_timeout(500)
-                    output.screenshot(path=str(out / f"widget-{name.replace(' ', '-')}.png"))
+                    output.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+                    page.wait_for_timeout(300)
+                    page.screenshot(path=str(out / f"widget-{name.replace(' ', '-')}.png"))
                 # no widget shows an error box after its click
                 assert page.locator(".mmkit-error").count() == 0, page.locator(
                     ".mmkit-error"
