@@ -97,6 +97,11 @@ class TreeSnapshot:
     tables: dict[int, _SnapTable]
     label: str = ""
     events: int = 0
+    #: per run of child tables, what the snapshot held (the snapshot never changes, so a
+    #: stepping view redrawing against it computes this once)
+    _stacks: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:
         return f"TreeSnapshot({self.label or 'unnamed'}: {len(self.tables)} table pages)"
@@ -358,7 +363,11 @@ class _Builder:
         n = int(idx.size)
         if child_depth != len(self.levels) - 1 or n < self.fold_min:
             return [self._child_table(arr, i, depth, va0, pid) for i in idx.tolist()]
-        pfns = [pt.next_table(raw) for raw in arr[idx].tolist()]
+        if pt.pa_bits == 52:  # the address field is split: the engine's own decoding
+            pfns = [pt.next_table(raw) for raw in arr[idx].tolist()]
+        else:  # __pte_to_phys() is a mask below 52 bits: decode them all at once
+            mask, shift = np.uint64(pt.addr_mask), np.uint64(pt.page_shift)
+            pfns = ((arr[idx] & mask) >> shift).tolist()
         info = pt.info
         ok = [p in info and p not in self.uaf and p not in self.shared for p in pfns]
         ptrs = self.levels[child_depth].ptrs
@@ -368,19 +377,9 @@ class _Builder:
         simple = (mat != 0).all(axis=1) & (attrs == attrs[:, :1]).all(axis=1) & np.array(ok)
         added = np.zeros(n, bool)
         if self.since is not None:
-            snap = self.since.tables
-            step = self.levels[depth].entry_size
-            olds = []
-            for k, (p, i) in enumerate(zip(pfns, idx.tolist(), strict=True)):
-                old = snap.get(p)
-                same = old is not None and (old.depth, old.va_start) == (
-                    child_depth,
-                    va0 + i * step,
-                )
-                added[k] = not same
-                olds.append(old.content[:ptrs] if same else zero)  # type: ignore[union-attr]
+            added, old_mat = self._snap_stack(pfns, idx, depth, va0)
             # a table changed in place since the snapshot is drawn entry by entry
-            simple &= added | (np.stack(olds) == mat).all(axis=1)
+            simple &= added | (old_mat == mat).all(axis=1)
         regions: dict[str, int] = {}
         region = np.array(
             [
@@ -406,6 +405,31 @@ class _Builder:
                 out.append(self._uniform_run(arr, idx, pfns, k, j, depth, va0, pid, key))
             else:
                 out.extend(self._child_table(arr, int(i), depth, va0, pid) for i in idx[k:j])
+        return out
+
+    def _snap_stack(
+        self, pfns: list[int], idx: np.ndarray, depth: int, va0: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which of these child tables are new since the snapshot, and what the others held
+        then (zeros for the new ones)."""
+        assert self.since is not None
+        key = (depth, va0, tuple(pfns), idx.tobytes())
+        cached = self.since._stacks.get(key)
+        if cached is not None:
+            return cached
+        snap = self.since.tables
+        step = self.levels[depth].entry_size
+        ptrs = self.levels[depth + 1].ptrs
+        zero = np.zeros(ptrs, np.uint64)
+        added = np.zeros(len(pfns), bool)
+        olds = []
+        for k, (p, i) in enumerate(zip(pfns, idx.tolist(), strict=True)):
+            old = snap.get(p)
+            same = old is not None and (old.depth, old.va_start) == (depth + 1, va0 + i * step)
+            added[k] = not same
+            olds.append(old.content[:ptrs] if same else zero)  # type: ignore[union-attr]
+        out = (added, np.stack(olds))
+        self.since._stacks[key] = out
         return out
 
     def _uniform_run(
