@@ -12,11 +12,13 @@ logged), never lost.
 * :class:`RaceExplorer`: be the scheduler of a race, then search all its schedules;
 * :class:`PolicyComparison`: every hotplug policy on one hot-add / hot-remove;
 * :class:`MemblockOrder`: patch 1/3's frames (memblock, ``pfn_valid()``, sysfs links);
+* :class:`CheckWidget`: any exercise of :mod:`mmkit.exercises`, checked in the kernel;
 * :class:`OverlapExercise`: the welcome lesson's self-checked exercise.
 """
 
 from __future__ import annotations
 
+from mmkit.widgets.check import CheckWidget
 from mmkit.widgets.compare import PolicyComparison
 from mmkit.widgets.memblock import MemblockOrder
 from mmkit.widgets.race import RaceExplorer
@@ -33,6 +35,7 @@ from mmkit.widgets.welcome import (
 
 __all__ = [
     "KASAN_CHOICES",
+    "CheckWidget",
     "ConfigExplorer",
     "Feedback",
     "MemblockOrder",
