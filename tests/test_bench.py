@@ -24,6 +24,9 @@ def test_bench_quick_json_has_stable_keys(capsys):
         "stepper_1g_rodata_full_steps",
         "stepper_step_ms_p50",
         "stepper_step_ms_p95",
+        "lessons_executed",
+        "lessons_total_s",
+        "lesson_kernel_peak_mib",
     ):
         assert key in figures and figures[key] > 0
     assert all(k == k.lower() and " " not in k for k in figures)
