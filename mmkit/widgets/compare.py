@@ -296,6 +296,11 @@ class PolicyComparison:
         # the configuration is in the title; the log goes under the table, one line per report
         frame = self.frame().drop(columns=["config", "kernel log"], errors="ignore").reset_index()
         table = frame.to_html(border=0, index=False, classes="mmkit-compare")
+        # numbers right-aligned under their right-aligned headers, the policy name left
+        table = (
+            "<style>.mmkit-compare td{text-align:right;padding:2px 8px}"
+            ".mmkit-compare td:first-child{text-align:left}</style>" + table
+        )
         logs = "".join(
             f"<li><b>{html.escape(o.policy)}</b><pre style='margin:0;white-space:pre-wrap'>"
             f"{html.escape(chr(10).join(o.events))}</pre></li>"
