@@ -161,6 +161,12 @@ def test_notebook_shape() -> None:
     }
     assert first['CheckWidget("06d")'] < first["PolicyComparison("]
     assert first['CheckWidget("06d")'] < first["compare_policies(CONFIG"]
+    # the changelog question comes before the table that pairs lines with versions
+    at = {
+        key: next(i for i, c in enumerate(cells) if key in c.source)
+        for key in ('CheckWidget("06b")', "the review behind it")
+    }
+    assert at['CheckWidget("06b")'] < at["the review behind it"]
     # every view is labelled real or teaching
     assert "real kernel layouts" in text and "teaching" in text
 

@@ -495,8 +495,8 @@ class ChangelogExercise(Exercise):
 # --------------------------------------------------------------------------- 06c
 #: (teaching layout for the race, real layout for the leak): the same granule and VA size
 _PAIRS = (
-    ("teach-4k-48", "arm64-4k-48"),
     ("teach-4k-39", "arm64-4k-39"),
+    ("teach-4k-48", "arm64-4k-48"),
     ("teach-64k-42", "arm64-64k-42"),
 )
 
