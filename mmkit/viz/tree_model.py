@@ -196,6 +196,8 @@ class _Builder:
         #: the VA of PGD entry 0 (entries count from there; the kernel uses the top ones)
         self.root_va = (1 << 64) - top.ptrs * top.entry_size
         self.nodes: list[TreeNode] = []
+        #: [_text, _end) of the kernel image's mapping, as boot mapped it
+        self.image = (getattr(m, "kimage_va", 0), getattr(m, "kimage_end", 0))
         self.static = dict(zip(getattr(m, "_static_tables", ()), _STATIC_NAMES, strict=False))
         self.uaf = self._uaf_pfns()
         self.shared = self._shared_pfns()
@@ -238,6 +240,14 @@ class _Builder:
         span = self.pt.span(depth)
         return va - (va - self.root_va) % span
 
+    def _region(self, lo: int, hi: int, engine: str | None = None) -> str:
+        """The region a node is coloured by: ``"kernel"`` when it maps only kernel image
+        addresses (memory.rst puts the image inside the vmalloc area), else the engine's
+        region of the table (``engine``) or of its first address."""
+        if self.image[0] <= lo and hi <= self.image[1]:
+            return "kernel"
+        return engine if engine is not None else self.m.desc.region_of(lo).kind
+
     def _snap_entries(self, pfn: int, depth: int, va: int) -> np.ndarray | None:
         """The table's entries at the snapshot, if it was the same table then."""
         if self.since is None:
@@ -259,7 +269,7 @@ class _Builder:
             top.hw_level,
             max(self.root_va, self.m.desc.kernel_va_start()),
             1 << 64,
-            "kernel",
+            "kernel-va",
             "live",
             pfn=pt.pgd_pfn,
             boot=True,
@@ -317,7 +327,6 @@ class _Builder:
             attrs = attrs ^ (changed << np.uint64(63))
         breaks = np.flatnonzero((np.diff(idx) != 1) | (attrs[1:] != attrs[:-1])) + 1
         bounds = [0, *breaks.tolist(), int(idx.size)]
-        region_of = self.m.desc.region_of
         out = []
         for s, e in itertools.pairwise(bounds):
             i0 = int(idx[s])
@@ -337,7 +346,7 @@ class _Builder:
                 level.hw_level,
                 va,
                 va + (e - s) * level.entry_size,
-                region_of(va).kind,
+                self._region(va, va + (e - s) * level.entry_size),
                 state,
                 count=e - s,
                 index=i0,
@@ -490,7 +499,9 @@ class _Builder:
             level.hw_level,
             va,
             min(va + pt.span(child_depth), 1 << 64),
-            info.region if info else self.m.desc.region_of(va).kind,
+            self._region(
+                va, min(va + pt.span(child_depth), 1 << 64), info.region if info else None
+            ),
             "live",
             index=i,
             pfn=cpfn,
