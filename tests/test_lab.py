@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -428,6 +429,10 @@ def test_mmkit_lab_saves_into_the_workspace_and_leaves_the_clone_clean(tmp_path:
         ] in (200, 204)
         layout = {"data": {}, "metadata": {"id": "lesson-layout"}}
         assert api.call("PUT", "/lab/api/workspaces/lesson-layout", layout)[0] in (200, 204)
+        status_file = Path(f"/proc/{server.pid}/status").read_text(encoding="utf-8")
+        server_hwm = re.search(r"VmHWM:\s+(\d+) kB", status_file)
+        assert server_hwm is not None
+        print(f"mmkit lab: the server's peak RSS (VmHWM) {int(server_hwm.group(1)) / 1024:.0f} MiB")
         assert api.call("DELETE", f"/api/sessions/{session['id']}")[0] == 204
     finally:
         if server.poll() is None:
