@@ -23,11 +23,11 @@ __all__ = ["AlignedExercise", "PinExercise"]
 
 # ------------------------------------------------------------------------------------ 05d
 _VERDICTS = {
-    "true": "true: the table may be freed (if all its entries are none)",
-    "floor": "false: start & mask < floor (the table also maps addresses below the floor)",
-    "ceiling0": "false: the ceiling rounds down to 0",
-    "ceiling": "false: end - 1 > ceiling - 1 (the table reaches past the ceiling)",
-    "partial": "false: [start, end) does not cover the whole table",
+    "true": "true",
+    "floor": "false: start & mask < floor",
+    "ceiling0": "false: ceiling & mask is 0",
+    "ceiling": "false: end - 1 > ceiling - 1",
+    "partial": "false: [start, end) does not cover the table",
 }
 
 
@@ -185,7 +185,7 @@ class PinExercise(Exercise):
 
     def _right(self, config: str, kernel: str) -> str:
         _, _, static = _static_pin(config, kernel)
-        return f"its entry pointing at {static}, the fixmap's static table in the kernel image"
+        return f"its entry for {static}, the fixmap's static table"
 
     def variant(self, seed: int) -> Variant:
         config, kernel = self.CASES[seed % len(self.CASES)]
