@@ -40,7 +40,10 @@ from mmkit.arch.arm64 import CONFIGS
 from mmkit.exercises import Exercise, Feedback, Mistake, Variant, register
 
 __all__ = [
+    "DIFFERENT",
+    "ERAS",
     "QUANTITIES",
+    "SAME",
     "GapEdgeExercise",
     "GapVerdictExercise",
     "GeometryExercise",
