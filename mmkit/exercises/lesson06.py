@@ -339,6 +339,13 @@ _MERGED = "merged commit bbd6ec605c0f (Linux v5.7)"
 #: from the merged commit's text (typos as in the source).
 CHANGELOG: tuple[ChangelogLine, ...] = (
     ChangelogLine(
+        "remove_pagetable() now has two distinct passes over the kernel page table",
+        _V7_COVER,
+        "V6",
+        "passes",
+        2,
+    ),
+    ChangelogLine(
         "Taken overall init_mm.page_table_lock instead of just while changing an entry",
         _V7_COVER,
         "V3",
@@ -351,13 +358,6 @@ CHANGELOG: tuple[ChangelogLine, ...] = (
         "V3",
         "ptdump_hotplug_lock",
         True,
-    ),
-    ChangelogLine(
-        "remove_pagetable() now has two distinct passes over the kernel page table",
-        _V7_COVER,
-        "V6",
-        "passes",
-        2,
     ),
     ChangelogLine(
         "Kernel page table lock has been dropped completely", _V7_COVER, "V6", "pgtable_lock", False
