@@ -185,7 +185,7 @@ class PinExercise(Exercise):
 
     def _right(self, config: str, kernel: str) -> str:
         _, _, static = _static_pin(config, kernel)
-        return f"its entry for {static}, the fixmap's static table"
+        return f"the entry for {static} (fixmap)"
 
     def variant(self, seed: int) -> Variant:
         config, kernel = self.CASES[seed % len(self.CASES)]
