@@ -434,6 +434,21 @@ def test_mmkit_lab_saves_into_the_workspace_and_leaves_the_clone_clean(tmp_path:
         assert server_hwm is not None
         print(f"mmkit lab: the server's peak RSS (VmHWM) {int(server_hwm.group(1)) / 1024:.0f} MiB")
         assert api.call("DELETE", f"/api/sessions/{session['id']}")[0] == 204
+
+        # The README's way to stop it from another terminal. This test reaps the server (its
+        # parent) while the stop command polls for it, as a learner's shell would.
+        stopping = time.monotonic()
+        stop = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "server", "stop", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert server.wait(timeout=30) == 0, log.read_text(errors="replace")[-3000:]
+        stop_out, _ = stop.communicate(timeout=30)
+        assert stop.returncode == 0, stop_out
+        print(f"mmkit lab: `jupyter server stop` took {time.monotonic() - stopping:.1f}s")
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
