@@ -64,8 +64,8 @@ STATE_DIR = ".mmkit"
 #: The manifest of copied files, relative to the workspace.
 MANIFEST = f"{STATE_DIR}/manifest.json"
 
-# Besides every notebook, the lessons folder's guides travel with the lessons.
-_GUIDES = ("README.md", "INSTRUCTORS.md")
+# The notebooks, and the guides they link to (README.md, GLOSSARY.md, INSTRUCTORS.md).
+_PATTERNS = ("*.ipynb", "*.md")
 
 
 class WorkspaceRefused(InvalidArgument):
@@ -79,11 +79,11 @@ def default_workspace() -> Path:
 
 
 def lesson_files(source: str | os.PathLike[str]) -> list[Path]:
-    """The files of a lessons folder that a workspace receives: every ``*.ipynb`` and the
-    guides (``README.md``, ``INSTRUCTORS.md``) where present, sorted by name."""
+    """The files of a lessons folder that a workspace receives, sorted by name: every
+    notebook (``*.ipynb``) and every guide the lessons link to (``*.md``: the index
+    ``README.md``, ``GLOSSARY.md``, ``INSTRUCTORS.md``)."""
     folder = Path(source)
-    found = [p for p in folder.glob("*.ipynb") if p.is_file()]
-    found += [folder / name for name in _GUIDES if (folder / name).is_file()]
+    found = [p for pattern in _PATTERNS for p in folder.glob(pattern) if p.is_file()]
     return sorted(found, key=lambda p: p.name)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +39,24 @@ def _read(path: Path) -> str:
 def test_lesson_files_are_notebooks_and_guides(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    for name in ["00-a.ipynb", "README.md", "INSTRUCTORS.md", "notes.txt", "draft.md"]:
+    for name in ["00-a.ipynb", "README.md", "GLOSSARY.md", "INSTRUCTORS.md", "notes.txt"]:
         _write(src / name, name)
     (src / ".ipynb_checkpoints").mkdir()
     _write(src / ".ipynb_checkpoints" / "00-a-checkpoint.ipynb", "x")
     names = [p.name for p in lesson_files(src)]
-    assert names == ["00-a.ipynb", "INSTRUCTORS.md", "README.md"]
+    assert names == ["00-a.ipynb", "GLOSSARY.md", "INSTRUCTORS.md", "README.md"]
+
+
+def test_every_link_between_the_lessons_resolves_in_the_workspace(tmp_path: Path) -> None:
+    """The lessons link to each other and to the glossary: those files travel with them."""
+    ws = tmp_path / "ws"
+    sync_workspace(ws, ROOT / "notebooks")
+    copied = {p.name for p in ws.iterdir()}
+    for lesson in lesson_files(ROOT / "notebooks"):
+        text = lesson.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:\s]+\.(?:ipynb|md))[)#]", text):
+            if (ROOT / "notebooks" / target).exists():  # a lesson still to come is not copied
+                assert target in copied, f"{lesson.name} links to {target}, not in the workspace"
 
 
 def test_first_sync_copies_every_lesson_and_records_its_hash(tmp_path: Path) -> None:
