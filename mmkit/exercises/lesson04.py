@@ -65,12 +65,9 @@ LOCK_POLICIES: tuple[str, ...] = ("v5.7", "v7", "v6")
 
 #: option text -> (lock name in the engine, mode ptdump would take it in)
 LOCK_OPTIONS: dict[str, tuple[str, str]] = {
-    "init_mm's mmap lock (mmap_sem), read side": ("init_mm.mmap_lock", "read"),
-    "init_mm.page_table_lock (the kernel page-table spinlock, ptl)": (
-        "init_mm.page_table_lock",
-        "exclusive",
-    ),
-    "mem_hotplug_lock, read side (get_online_mems())": ("mem_hotplug_lock", "read"),
+    "init_mm's mmap lock, read side": ("init_mm.mmap_lock", "read"),
+    "init_mm.page_table_lock (ptl)": ("init_mm.page_table_lock", "exclusive"),
+    "mem_hotplug_lock, read side": ("mem_hotplug_lock", "read"),
 }
 
 _MAX_PREEMPTIONS = 2
