@@ -163,7 +163,10 @@ class CheckWidget:
         if v.kind == "multi":
             return [b.description for b in self.input.children if b.value]
         if v.kind == "order":
-            return self.input.children[1].value
+            text = self.input.children[1].value
+            if not text.strip():
+                raise InvalidArgument("type the letters in order first, e.g. C A B")
+            return text
         if not self.input.value.strip():
             raise InvalidArgument("type an answer first")
         return self.input.value
