@@ -270,3 +270,25 @@ def test_binder_environment_installs_and_runs_every_lesson(tmp_path: Path) -> No
         f"binder: copy+venv+install {installed - started:.0f}s, "
         f"lessons {done - installed:.0f}s, total {done - started:.0f}s"
     )
+
+
+def test_launch_links_open_the_workspace_copy_of_lesson_00() -> None:
+    """The Binder link in the README and the instructor guide opens the lesson that
+    binder/start copies, which is also the server's default page on Binder."""
+    start = (BINDER / "start").read_text(encoding="utf-8")
+    workspace = re.search(r'"\$HOME/([\w.-]+)"', start)
+    assert workspace is not None, "binder/start must copy into a folder of $HOME"
+    expected = f"{workspace.group(1)}/00-welcome.ipynb"
+    config = (BINDER / "jupyter-config" / "jupyter_server_config.py").read_text(encoding="utf-8")
+    assert f'default_url = "/lab/tree/{expected}"' in config
+    for doc in (ROOT / "README.md", ROOT / "notebooks" / "INSTRUCTORS.md"):
+        text = doc.read_text(encoding="utf-8")
+        links = re.findall(r"https://mybinder\.org/v2/gh/\S+", text)
+        assert links, f"{doc.name} has no Binder launch link"
+        for link in links:
+            assert link == f"https://mybinder.org/v2/gh/OWNER/REPO/TAG?urlpath=lab/tree/{expected}"
+        hub = re.findall(r"https://HUB/hub/user-redirect/git-pull\?\S+", text)
+        assert hub, f"{doc.name} has no nbgitpuller link"
+        for link in hub:
+            assert "repo=https%3A%2F%2Fgithub.com%2FOWNER%2FREPO" in link  # URL-encoded
+            assert link.endswith("&urlpath=lab/tree/REPO/notebooks/00-welcome.ipynb")

@@ -475,3 +475,49 @@ def test_mmkit_lab_saves_into_the_workspace_and_leaves_the_clone_clean(tmp_path:
     # The saved lesson is no longer what was copied: a later run keeps it as the learner's.
     manifest = json.loads((workspace / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["files"]["00-welcome.ipynb"] == lesson_hash
+
+
+# --- what the README and the instructor guide say ----------------------------------------------
+
+
+def _quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_quick_start_commands_are_the_ones_that_work() -> None:
+    import tomllib
+
+    first, second = _quick_start_commands()
+    assert first == (
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[lab]' && .venv/bin/mmkit lab"
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["scripts"]["mmkit"] == "mmkit.cli:main"
+    lab_extra = " ".join(project["optional-dependencies"]["lab"])
+    assert "jupyterlab" in lab_extra  # so .venv/bin/jupyter (server stop) exists too
+    assert second == "bash .ci/run"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    # The README says it needs root or sudo only for apt-get, and only without chromium.
+    assert "apt-get install" in ci and "[ -x /usr/bin/chromium ]" in ci
+
+
+def test_instructors_guide_links_resolve_and_its_code_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+    import textwrap
+
+    guide = (NOTEBOOKS / "INSTRUCTORS.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#:\s]+)\)", guide)
+    assert "00-welcome.ipynb" in links
+    missing = [link for link in links if not (NOTEBOOKS / link).exists()]
+    assert not missing, f"INSTRUCTORS.md links to files that are not in notebooks/: {missing}"
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(textwrap.dedent(block), "INSTRUCTORS.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "01a" in out and "0x" in out  # the solutions name addresses in hex
