@@ -151,6 +151,8 @@ def test_notebook_shape() -> None:
     flat = " ".join(line.lstrip("> ") for line in text.splitlines())
     assert HOOK in re.sub(r"\s+", " ", flat)
     assert "GLOSSARY.md#" in text and "07-" in text
+    anchors = set(re.findall(r'<a id="([^"]+)"', (NOTEBOOK.parent / "GLOSSARY.md").read_text()))
+    assert set(re.findall(r"GLOSSARY\.md#([\w-]+)", text)) <= anchors
     sources = [c.source for c in cells if c.cell_type == "code"]
     for ex in by_lesson("06"):
         assert any(f'CheckWidget("{ex.id}")' in s for s in sources), ex.id
