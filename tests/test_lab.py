@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 import mmkit.lab
 from mmkit import cli
@@ -37,6 +38,7 @@ from mmkit.lab import (
     run_lab,
 )
 from mmkit.workspace import MANIFEST, WORKSPACE_ENV, WorkspaceRefused, lesson_files
+from tests.browser_lab import CHROMIUM_ARGS, chromium_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -320,6 +322,26 @@ class _Api:
             return status, text
 
 
+def _lesson_page_toasts(url: str, watch: float = 5.0) -> list[str]:
+    """Open ``url`` in headless Chromium, wait for the notebook, and collect the texts of the
+    notifications (toasts) shown within ``watch`` seconds after it appears."""
+    seen: set[str] = set()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_or_fail(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=90_000)
+            assert "00-welcome" in page.title()
+            deadline = time.monotonic() + watch
+            while time.monotonic() < deadline:
+                seen.update(page.locator(".Toastify").all_inner_texts())
+                page.wait_for_timeout(250)
+        finally:
+            browser.close()
+    return sorted(t for t in seen if t.strip())
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -429,6 +451,11 @@ def test_mmkit_lab_saves_into_the_workspace_and_leaves_the_clone_clean(tmp_path:
         ] in (200, 204)
         layout = {"data": {}, "metadata": {"id": "lesson-layout"}}
         assert api.call("PUT", "/lab/api/workspaces/lesson-layout", layout)[0] in (200, 204)
+        # The page a learner gets: lesson 00, and no "official Jupyter news?" toast (plain
+        # `jupyter lab` shows it within a second of the notebook appearing).
+        toasts = _lesson_page_toasts(f"{api.url}/lab/tree/00-welcome.ipynb?token={api.token}")
+        assert not any("news" in toast.lower() for toast in toasts), toasts
+
         status_file = Path(f"/proc/{server.pid}/status").read_text(encoding="utf-8")
         server_hwm = re.search(r"VmHWM:\s+(\d+) kB", status_file)
         assert server_hwm is not None

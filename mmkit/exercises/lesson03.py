@@ -74,9 +74,9 @@ FRAME_CONFIGS: tuple[str, ...] = ("arm64-4k-39", "arm64-64k-42", "arm64-64k-48",
 
 #: 03c's candidate changes: key -> what the learner reads.
 CHANGES: dict[str, str] = {
-    "nid": "unlink by the nid stored in the memory block (60bb462fc7ad)",
-    "reorder": "memblock_free()/memblock_remove() after arch_remove_memory() (32d1fe8fcb32)",
-    "ptdump": "ptdump takes get_online_mems() around its walk (patch 2/3)",
+    "nid": "unlink by the nid stored in the memory block",
+    "reorder": "memblock_free()/memblock_remove() after arch_remove_memory()",
+    "ptdump": "ptdump takes get_online_mems() around its walk",
     "warn": "a WARN_ON() when get_nid_for_pfn() returns -1",
 }
 
@@ -388,7 +388,7 @@ class WhichFixExercise(Exercise):
     def solution(self, variant: Variant) -> str:
         return (
             ", ".join(sorted(self.answer(variant)))
-            + ". Engine runs: v5.4 keeps the old order but unlinks by the stored nid, and no "
+            + ". In the kernel these are 60bb462fc7ad (v5.4) and 32d1fe8fcb32 (v5.5). Engine runs: v5.4 keeps the old order but unlinks by the stored nid, and no "
             "BUG comes; in v5.5's run get_nid_for_pfn() still finds node 0 at the unlink, "
             "because memblock goes last; v5.3 BUGs whether ptdump takes the lock or not; and "
             "after v5.3's removal the link is still there, which a WARN_ON would only report."
