@@ -170,8 +170,8 @@ class BeTheSchedulerExercise(Exercise):
             )
         return Feedback(
             False,
-            "H freed a table page P still points to, but P never read it afterwards: now "
-            "let P take its next step.",
+            "H freed a table page P still points to, but P has not read it since: let P walk "
+            "on (its next steps) until it reaches that table.",
         )
 
     def solution(self, variant: Variant) -> str:
@@ -197,7 +197,7 @@ class BeTheSchedulerExercise(Exercise):
         return (
             Mistake(f"H*{h_first['H']} P*{h_first['P']}", "P must hold a pointer before H frees"),
             Mistake(f"P*{p_first['P']} H*{p_first['H']}", "P must hold a pointer before H frees"),
-            Mistake(" ".join(toks[:-1]), "let P take its next step"),
+            Mistake(" ".join(toks[:-1]), "let P walk on"),
             Mistake(" ".join(more), f"at most {_MAX_PREEMPTIONS} are needed"),
             Mistake("P Q", "no thread 'Q'"),
         )
