@@ -1,8 +1,9 @@
 """``mmkit lab``: the plan and command line checked without a server, then one real server.
 
-The real test starts ``mmkit lab`` from the clone, as a learner would, with a temporary HOME,
-opens lesson 00 through the Jupyter REST API, saves it with outputs as JupyterLab's autosave
-does, and checks that the clone's ``git status`` did not change while the workspace copy did.
+The real test starts ``mmkit lab`` from a private copy of the clone, as a learner would, with a
+temporary HOME; opens lesson 00 through the Jupyter REST API and in headless Chromium (no news
+prompt); saves it with outputs as JupyterLab's autosave does; stops it with ``jupyter server
+stop``; and checks that the clone's ``git status`` did not change while the workspace copy did.
 """
 
 from __future__ import annotations
@@ -346,7 +347,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.browser
+@pytest.mark.timeout(240)
 def test_mmkit_lab_saves_into_the_workspace_and_leaves_the_clone_clean(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
