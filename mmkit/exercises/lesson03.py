@@ -388,8 +388,10 @@ class WhichFixExercise(Exercise):
     def solution(self, variant: Variant) -> str:
         return (
             ", ".join(sorted(self.answer(variant)))
-            + ". In the kernel these are 60bb462fc7ad (v5.4) and 32d1fe8fcb32 (v5.5). Engine runs: v5.4 keeps the old order but unlinks by the stored nid, and no "
-            "BUG comes; in v5.5's run get_nid_for_pfn() still finds node 0 at the unlink, "
+            + ". In the kernel: the stored nid is 60bb462fc7ad (v5.4), the reorder "
+            "32d1fe8fcb32 (v5.5). Engine runs: v5.4 keeps the old order but unlinks by the "
+            "stored nid, and no BUG comes; in v5.5's run get_nid_for_pfn() still finds node 0 "
+            "at the unlink, "
             "because memblock goes last; v5.3 BUGs whether ptdump takes the lock or not; and "
             "after v5.3's removal the link is still there, which a WARN_ON would only report."
         )
