@@ -148,6 +148,8 @@ def check_workspace(
                 f"workspace {ws} is inside the Python installation ({folder}): "
                 f"the next install or update would delete the learner's work; {fix}"
             )
+    if ws.exists() and not ws.is_dir():
+        raise WorkspaceRefused(f"workspace {ws} exists and is not a folder; {fix}")
     tree = _git_work_tree(ws)
     if tree is not None and not allow_git:
         raise WorkspaceRefused(
@@ -257,6 +259,16 @@ def sync_workspace(
         source = find_notebooks_dir()
     src = Path(source).resolve()
     ws = check_workspace(workspace, src, allow_git=allow_git)
+    try:
+        return _sync(ws, src)
+    except OSError as err:
+        raise InvalidArgument(
+            f"cannot copy the lessons into the workspace {ws}: {err}; "
+            "fix: choose a folder you can write, e.g. --workspace ~/mmkit-lessons"
+        ) from err
+
+
+def _sync(ws: Path, src: Path) -> SyncReport:
     ws.mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(ws)
     files, offered = manifest["files"], manifest["offered"]

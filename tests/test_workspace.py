@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mmkit.errors import InvalidArgument
 from mmkit.workspace import (
     MANIFEST,
     WorkspaceRefused,
@@ -123,6 +124,19 @@ def test_a_broken_manifest_is_reported_with_a_fix(tmp_path: Path) -> None:
     _write(ws / MANIFEST, "{not json")
     with pytest.raises(ValueError, match="fix: delete it"):
         sync_workspace(ws, src)
+
+
+def test_a_workspace_that_cannot_be_one_is_refused_with_a_fix(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "00-welcome.ipynb", "lesson")
+    _write(tmp_path / "file", "not a folder")
+    with pytest.raises(WorkspaceRefused, match="not a folder"):
+        sync_workspace(tmp_path / "file", src)
+    # A folder that cannot be made (below a file: fails even for root, unlike permissions).
+    with pytest.raises(InvalidArgument, match="cannot copy the lessons") as info:
+        sync_workspace(tmp_path / "file" / "ws", src)
+    assert "fix: choose a folder you can write" in str(info.value)
 
 
 def test_git_work_trees_are_refused_unless_allowed(tmp_path: Path) -> None:
