@@ -96,20 +96,12 @@ SCENARIOS: dict[str, str] = {
     "vmalloc_race": "teach-4k-39",
 }
 
-#: What a learner sees when a scenario fails (the options of 00b), and a word of its report.
+#: What a learner sees when a scenario fails (the options of 00b, short enough for one line of
+#: radio buttons), and a word of its kernel log.
 SYMPTOMS: dict[str, tuple[str, str]] = {
-    "memblock_order": (
-        "re-adding the removed memory hits a kernel BUG (-EEXIST from a stale sysfs link)",
-        "kernel BUG",
-    ),
-    "ptdump_race": (
-        "cat kernel_page_tables reads a freed table page (KASAN: use-after-free)",
-        "use-after-free",
-    ),
-    "vmalloc_race": (
-        "a fresh vmalloc() mapping is lost: its table page was freed under it",
-        "lost-mapping",
-    ),
+    "memblock_order": ("re-adding the memory hits a kernel BUG", "kernel BUG"),
+    "ptdump_race": ("ptdump reads a freed table page", "use-after-free"),
+    "vmalloc_race": ("a vmalloc() mapping is lost", "lost-mapping"),
 }
 
 

@@ -172,7 +172,7 @@ register(V7OverlapExercise())
 
 
 # ----------------------------------------------------------------------------- 00b
-_NONE = "nothing visible: this patch only tidies up the code"
+_NONE = "nothing: it only tidies up the code"
 
 
 class PatchSymptomExercise(Exercise):
