@@ -104,7 +104,7 @@ def check_v7_answer(answer: Iterable[str], kernel: str = _DEFAULT_KERNEL) -> Fee
         )
     why = (
         f" {', '.join(folded)}: with fewer than 4 levels the PUD is folded, PUD_SIZE = "
-        "PGDIR_SIZE, so one PGD entry spans far more than the gap."
+        "PGDIR_SIZE, so the gap is about one PGD entry wide and its edges fall in two."
         if folded
         else ""
     )
@@ -133,8 +133,8 @@ class V7OverlapExercise(Exercise):
             self.kind,
             tuple(v7_candidates(kernel)),
             "Compare PGDIR_SHIFT with the size of the gap between the end of vmalloc and "
-            "the start of the vmemmap (about PUD_SIZE): with 2 or 3 levels a PGD entry is "
-            "huge, with 4 levels it is not.",
+            "the start of the vmemmap (about PUD_SIZE): where a PGD entry is no wider than "
+            "the gap, its two edges cannot share one.",
             {"kernel": kernel},
         )
 
@@ -147,11 +147,18 @@ class V7OverlapExercise(Exercise):
     def solution(self, variant: Variant) -> str:
         kernel = variant.params["kernel"]
         flagged = sorted(self.answer(variant))
+        which = (
+            "these are the 4-level configurations"
+            if len(flagged) > 1
+            else "this is the 4-level configuration"
+        )
         return (
-            f"{', '.join(flagged)}. In the {kernel} layout these are the 4-level "
-            "configurations whose gap between VMALLOC_END and VMEMMAP_START starts and ends in "
-            "the same PGD entry; elsewhere a PGD entry is either far larger than anything the "
-            "gap could reach across (2 and 3 levels) or the edges fall in two entries."
+            f"{', '.join(flagged)}. In the {kernel} layout {which} whose gap between "
+            "VMALLOC_END and VMEMMAP_START starts and ends in the same PGD entry. "
+            "With 2 or 3 levels the PUD is folded (PUD_SIZE = PGDIR_SIZE): "
+            "the gap, about PUD_SIZE wide, spans a whole PGD entry and its edges fall in two. "
+            "With 4 levels the gap is far narrower than a PGD entry, and the layout decides "
+            "whether its edges share one."
         )
 
     def mistakes(self, variant: Variant) -> Sequence[Mistake]:
