@@ -219,10 +219,11 @@ class PatchSymptomExercise(Exercise):
         picked = self.parse(variant, answer)
         number = variant.params["patch"]
         if picked == self.answer(variant):
+            broken = ", ".join(series.broken_by(number))
             return Feedback(
                 True,
-                f"Right: the engine runs that scenario with patch {number}/3 left out and it "
-                "fails; with all three patches it runs clean.",
+                f"Right: with patch {number}/3 left out the engine's {broken} scenario fails; "
+                "with all three patches it runs clean.",
             )
         scenario = next((s for s, (text, _) in series.SYMPTOMS.items() if text == picked), None)
         if scenario is None:
