@@ -23,7 +23,7 @@ from mmkit.pgtable.mapping import (
     create_pgd_mapping,
     vmemmap_populate,
 )
-from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, unmap_hotplug_range
+from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable, unmap_hotplug_range
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -79,7 +79,7 @@ def remove_pgd_mapping(m: Machine, start: int, size: int) -> Iterator[Step]:
         va=start,
     )
     if p.passes == 1:
-        yield from remove_pagetable_v3(m, start, end, False)
+        yield from remove_pagetable(m, start, end, False)
         return
     yield from unmap_hotplug_range(m, start, end, False)
     yield from free_empty_tables(
@@ -97,7 +97,7 @@ def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
     p = m.policy
     yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
     if p.passes == 1:
-        yield from remove_pagetable_v3(m, start, end, True)
+        yield from remove_pagetable(m, start, end, True)
         return
     yield from unmap_hotplug_range(m, start, end, True)
     if p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap):
