@@ -101,11 +101,19 @@ def boot_hotplug_state(m: Machine) -> None:
         m.resources.append((start, start + size))
         for s in range(start >> bits, (start + size - 1 >> bits) + 1):
             m.sections[s] = MemSection(s, early=True, online=True, nid=0)
+    shift = m.desc.page_shift
+    pinned = [(first << shift, end << shift) for first, end, _ in m.physmem.reserved]
+    pinned.append((m.physmem.pool_start_pfn << shift, m.physmem._end << shift))
+    bsize = m.desc.memory_block_size
     for s in sorted(m.sections):
         b = s // per
         if b not in m.blocks:
+            # a boot block holding memblock allocations or the page allocator's pool (page
+            # tables, vmalloc backing) has unmovable pages: it can never be offlined
+            lo, hi = b * bsize, (b + 1) * bsize
+            unmovable = any(p0 < hi and lo < p1 for p0, p1 in pinned)
             m.blocks[b] = MemoryBlock(
-                b, b * per, b * per + per - 1, "online", 0, "online", unmovable=True
+                b, b * per, b * per + per - 1, "online", 0, "online", unmovable=unmovable
             )
             m.sysfs.register_memory(b)
             m.sysfs.create_link(("node", 0), ("memory", b))

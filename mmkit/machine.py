@@ -252,6 +252,7 @@ class Machine:
         frame = self.physmem.frame(pfn)
         if frame is not None and frame.state == "reserved":
             self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
+            self.bad_page(pfn, 0, va=info.va_start)
         else:
             self.physmem.free_pages(pfn, 0, fn)
 
@@ -259,7 +260,10 @@ class Machine:
         self, pfn: int, order: int, fn: str, va: int, *, count: int = 1, va_step: int = 0
     ) -> Iterator[Step]:
         """``free_hotplug_page_range(page, size)``, for ``count`` blocks of ``2**order``
-        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step."""
+        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step.
+
+        A boot-allocated (``PageReserved``) block gets the kernel's ``WARN_ON`` and is then
+        freed anyway, which the page allocator refuses (:meth:`bad_page`)."""
         size = self.page_size << order
         yield Step(
             "free",
@@ -277,8 +281,11 @@ class Machine:
             first = pfn + (i << order)
             frame = self.physmem.frame(first)
             where = va + i * va_step
-            if frame is None or frame.state == "reserved":
+            if frame is not None and frame.state == "reserved":
                 self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {first:#x}", pfn=first, va=where)
+                self.bad_page(first, order, va=where)
+            elif frame is None:  # plain RAM the allocator never handed out
+                self.warn(fn, f"freeing pfn {first:#x}, which was never allocated", va=where)
             elif frame.state == "free":
                 self.record_event(
                     "use-after-free",
@@ -290,6 +297,24 @@ class Machine:
                 )
             else:
                 self.physmem.free_pages(first, order, fn)
+
+    def bad_page(self, pfn: int, order: int, *, va: int | None = None) -> None:
+        """``free_pages()`` of a ``PageReserved`` block: ``free_pages_prepare()`` checks each
+        page against ``PAGE_FLAGS_CHECK_AT_FREE`` (which holds ``PG_reserved``; v5.4 and
+        v5.7 ``mm/page_alloc.c``), ``bad_page()`` prints "BUG: Bad page state" and taints
+        the kernel, and the block never reaches the free lists: it stays reserved, leaked."""
+        pages = 1 << order
+        self.record_event(
+            "bug",
+            "free_pages_prepare",
+            f"BUG: Bad page state in process {getattr(self, 'current_thread', '') or 'kworker'} "
+            f"pfn:{pfn:#x}: PAGE_FLAGS_CHECK_AT_FREE flag(s) set, bad because of flags: "
+            f"(reserved)"
+            + (f"; all {pages} pages of the block" if pages > 1 else "")
+            + "; not freed (leaked), kernel tainted B",
+            pfn=pfn,
+            va=va,
+        )
 
     def lock(self, fn: str, name: str, mode: str = "exclusive") -> Iterator[Step]:
         """Take kernel lock ``name`` in ``mode`` (``exclusive``, ``read`` or ``write``).

@@ -27,12 +27,15 @@ __all__ = ["ptdump_show"]
 _WALK_FN = {"pgd": "walk_pgd", "pud": "walk_pud", "pmd": "walk_pmd", "pte": "walk_pte"}
 
 
-def ptdump_show(m: Machine, *, take_lock: bool) -> Iterator[Step]:
+def ptdump_show(m: Machine, *, take_lock: bool | None = None) -> Iterator[Step]:
     """``ptdump_show()``: walk every kernel table page from ``swapper_pg_dir`` down.
 
-    Returns the number of table pages read. A table page that is no longer live when the
-    walker reads it is reported as a use-after-free (naming who freed it).
+    ``take_lock`` defaults to the policy's ``ptdump_hotplug_lock`` (patch 2/3). Returns the
+    number of table pages read. A table page that is no longer live when the walker reads
+    it is reported as a use-after-free (naming who freed it).
     """
+    if take_lock is None:
+        take_lock = m.policy.ptdump_hotplug_lock
     if take_lock:
         yield from m.lock("ptdump_show", "mem_hotplug_lock", mode="read")
     pt = m.pgtables

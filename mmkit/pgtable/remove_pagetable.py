@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmkit.events import Step
 from mmkit.pgtable.tlb import flush_tlb_kernel_range
-from mmkit.pgtable.unmap import _runs, read_entry, try_free_table
+from mmkit.pgtable.unmap import _runs, block_tlbi, read_entry, try_free_table
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -49,21 +49,43 @@ __all__ = ["remove_pagetable"]
 PTL = "init_mm.page_table_lock"
 
 
-def remove_pagetable(m: Machine, addr: int, end: int, sparse_vmap: bool) -> Iterator[Step]:
-    """V3's ``remove_pagetable(start, end, sparse_vmap)`` (module docstring)."""
+def remove_pagetable(
+    m: Machine,
+    addr: int,
+    end: int,
+    sparse_vmap: bool,
+    free_tables: bool = True,
+    bounds: tuple[int, int] | None = None,
+) -> Iterator[Step]:
+    """V3's ``remove_pagetable(start, end, sparse_vmap)`` (module docstring).
+
+    The ptl is taken when the policy's ``pgtable_lock`` says so (V3-V5 do); a policy that
+    keeps V3's walk but not its table freeing passes ``free_tables=False``, or ``bounds``
+    (floor, ceiling) to free only tables wholly inside them (``pgtable_range_aligned``)."""
     yield Step(
         "call",
         "remove_pagetable",
         f"remove_pagetable({addr:#x}, {end:#x}, sparse_vmap={sparse_vmap})",
         va=addr,
     )
-    yield from m.lock("remove_pagetable", PTL)
-    yield from _remove_level(m, 0, m.pgtables.pgd_pfn, addr, end, sparse_vmap)
-    yield from m.unlock("remove_pagetable", PTL)
+    lock = m.policy.pgtable_lock
+    if lock:
+        yield from m.lock("remove_pagetable", PTL)
+    yield from _remove_level(
+        m, 0, m.pgtables.pgd_pfn, addr, end, sparse_vmap, (free_tables, bounds)
+    )
+    if lock:
+        yield from m.unlock("remove_pagetable", PTL)
 
 
 def _remove_level(
-    m: Machine, depth: int, table: int, addr: int, end: int, sparse_vmap: bool
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    sparse_vmap: bool,
+    tables: tuple[bool, tuple[int, int] | None],
 ) -> Iterator[Step]:
     """``remove_pud_table`` / ``remove_pmd_table`` (and the PGD loop of
     ``remove_pagetable``): blocks are freed then cleared, tables walked then freed."""
@@ -86,26 +108,31 @@ def _remove_level(
                 yield from _remove_block(m, level, table, idx, addr & ~(size - 1), raw, sparse_vmap)
             else:
                 child = pt.next_table(raw)
-                yield from _remove_level(m, depth + 1, child, addr, nxt, sparse_vmap)
-                yield from try_free_table(
-                    m,
-                    depth + 1,
-                    table,
-                    idx,
-                    child,
-                    addr,
-                    0,
-                    0,
-                    f"free_{pt.levels[depth + 1].name}_table",
-                    floor_ceiling=False,
-                )
+                yield from _remove_level(m, depth + 1, child, addr, nxt, sparse_vmap, tables)
+                free_tables, bounds = tables
+                if free_tables:
+                    floor, ceiling = bounds or (0, 0)
+                    yield from try_free_table(
+                        m,
+                        depth + 1,
+                        table,
+                        idx,
+                        child,
+                        addr,
+                        floor,
+                        ceiling,
+                        f"free_{pt.levels[depth + 1].name}_table",
+                        floor_ceiling=bounds is not None,
+                        end=nxt,
+                    )
         addr = nxt
 
 
 def _remove_block(
     m: Machine, level: Any, table: int, idx: int, base: int, raw: int, sparse_vmap: bool
 ) -> Iterator[Step]:
-    """A block entry as V3 removed it: free the backing pages (vmemmap), clear, no TLBI."""
+    """A block entry as V3 removed it: free the backing pages (vmemmap), clear; no TLBI
+    (the policy's ``block_tlbi``: ``none`` for V3-V5)."""
     pt = m.pgtables
     fn = f"remove_{level.name}_table"
     if sparse_vmap:
@@ -118,6 +145,7 @@ def _remove_block(
     yield step
     step.old = int(pt.content[table][idx])
     pt.content[table][idx] = 0
+    yield from block_tlbi(m, fn, base, level.entry_size)  # V3-V5: block_tlbi "none"
 
 
 def remove_pte_table(

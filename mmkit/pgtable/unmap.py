@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mmkit.machine import Machine
 
 __all__ = [
+    "block_tlbi",
     "coarse_run",
     "pgtable_range_aligned",
     "read_entry",
@@ -88,10 +89,14 @@ def read_entry(
     return step.old
 
 
-def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
-    if m.policy.block_tlbi == "single":
+def block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
+    """The TLB maintenance for one cleared block entry, as the policy's ``block_tlbi`` says:
+    none (V3-V5), ``flush_tlb_kernel_range(addr, next)`` (V6-V9) or
+    ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)`` (one TLBI, V10 on)."""
+    kind = m.policy.block_tlbi
+    if kind == "single":
         yield from flush_tlb_kernel_range(m, fn, addr, addr + m.pgtables.page_size)
-    else:
+    elif kind == "range":
         yield from flush_tlb_kernel_range(m, fn, addr, addr + size)
 
 
@@ -247,7 +252,7 @@ def _unmap_block(
     yield step
     step.old = int(arr[idx])
     arr[idx] = 0
-    yield from _block_tlbi(m, fn, base, size)
+    yield from block_tlbi(m, fn, base, size)
     if free_mapped:
         yield from m.free_backing(pfn, order, "free_hotplug_page_range", base)
 
@@ -312,7 +317,9 @@ def coarse_run(
     yield step
     step.old = int(arr[i0])
     arr[i0 : i0 + count] = 0
-    yield from flush_tlb_blocks(m, fn, base, count, size, single=m.policy.block_tlbi == "single")
+    if m.policy.block_tlbi != "none":
+        single = m.policy.block_tlbi == "single"
+        yield from flush_tlb_blocks(m, fn, base, count, size, single=single)
     if free_mapped:
         pfn = pt.desc_to_pa(first) >> pt.page_shift
         order = level.shift - pt.page_shift

@@ -18,6 +18,7 @@ POLICY = HotplugPolicy(
     passes=1,
     pgtable_lock=True,
     vmemmap_tables="always",
+    block_tlbi="none",
     history="V3 changelog: 'Taken overall init_mm.page_table_lock instead of just while "
     "changing an entry'; V5 3/3 <1559121387-674-4-git-send-email-anshuman.khandual@arm.com>; "
     "V5 review <20190530151227.GD56046@lakrids.cambridge.arm.com>.",

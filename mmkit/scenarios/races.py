@@ -129,7 +129,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
                 "cat /sys/kernel/debug/kernel_page_tables"
                 + (" (get_online_mems)" if take_lock else ""),
                 1,
-                ptdump_show(m, take_lock=take_lock),
+                ptdump_show(m),
             ),
         ]
 
