@@ -39,6 +39,10 @@ _IMAGE = (
     ("data", 4 << 20, "PAGE_KERNEL", 0, True),
 )
 _TEXT_OFFSET = 0x80000  # v5.4/v5.7 TEXT_OFFSET; removed in v5.8, so 0 for v6.1
+_STEXT_OFFSET = 0x10000  # v6.1: _stext = _text + SEGMENT_ALIGN (64 KiB, after .head.text)
+#: the device tree QEMU virt hands over: a 1 MiB blob (the real 6.1 captures map 1 MiB of it
+#: on 16K and 64K pages)
+_FDT_SIZE = 1 << 20
 
 
 def boot(m: Machine, vmalloc_areas: int) -> None:
@@ -76,6 +80,8 @@ def boot(m: Machine, vmalloc_areas: int) -> None:
     m.pgtables.new_table(m.pgtables.pgd_pfn, 0, d.kernel_va_start(), boot=True)
     m.kimage_va = mac["KIMAGE_VADDR"] + (0 if kernel == "v6.1" else _TEXT_OFFSET)
     m.kimage_pa = image_pa
+    #: _stext - _text: where map_kernel() starts (v6.1; v5.x maps from _text)
+    m.stext_offset = _STEXT_OFFSET if kernel == "v6.1" else 0
     m.run(boot_steps(m, vmalloc_areas), record=False)
     m.boot_table_count = len(m.pgtables.info)
     boot_hotplug_state(m)
@@ -139,8 +145,12 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
     )
 
     yield from early_fixmap_init(m)
-    va, pa = m.kimage_va, m.kimage_pa
-    for _name, size, prot, seg_flags, kept in _IMAGE:  # map_kernel()
+    # map_kernel() maps from _text in v5.4/v5.7 and from _stext in v6.1, where .text is
+    # aligned to SEGMENT_ALIGN (64 KiB) after .head.text (v6.1 vmlinux.lds.S, mmu.c)
+    head = m.stext_offset
+    va, pa = m.kimage_va + head, m.kimage_pa + head
+    for i, (_name, size, prot, seg_flags, kept) in enumerate(_IMAGE):  # map_kernel()
+        size -= head if i == 0 else 0  # _etext stays where it is
         if kept:
             yield from create_pgd_mapping(
                 m, pa, va, size, hw.kernel_prot(prot, ng=m.ng), seg_flags, boot=True
@@ -148,13 +158,13 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         va += size
         pa += size
     m.kimage_end = va
-    # map_mem(): the kernel's text and rodata [_text, __init_begin) are NOMAP while the
-    # memory is mapped, then mapped on their own without contiguous hints and made
-    # read-only by mark_linear_text_alias_ro()
-    k_start = m.kimage_pa
+    # map_mem(): the kernel's text and rodata [_text, __init_begin) ([_stext, ...) in v6.1)
+    # are NOMAP while the memory is mapped, then mapped on their own without contiguous
+    # hints and made read-only by mark_linear_text_alias_ro()
+    k_start = m.kimage_pa + head
     k_end = m.kimage_pa + _IMAGE[0][1] + _IMAGE[1][1]
     flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
-    kernel_prot = hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+    kernel_prot = linear_map_prot(m)
     for start, size in m._boot_ranges:
         end = start + size
         pieces = [(start, end)]
@@ -193,6 +203,14 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         yield from vmalloc(m, (4 + 4 * i) * m.page_size)
 
 
+def linear_map_prot(m: Machine) -> int:
+    """The linear map's protection: ``PAGE_KERNEL``, or in v6.1 ``pgprot_tagged(PAGE_KERNEL)``
+    (``map_mem()`` for the memory banks, ``pgprot_mhp()`` for ``add_memory_resource()``),
+    which ptdump prints as ``MEM/NORMAL-TAGGED``."""
+    prot = hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+    return hw.pgprot_tagged(prot) if m.desc.kernel == "v6.1" else prot
+
+
 def early_fixmap_init(m: Machine) -> Iterator[Step]:
     """``early_fixmap_init()``: hook bm_pud / bm_pmd / bm_pte for FIXADDR_START, then
     map the FDT window read-only (``fixmap_remap_fdt``)."""
@@ -222,27 +240,34 @@ def early_fixmap_init(m: Machine) -> Iterator[Step]:
             step.old = int(pt.content[table][idx])
             pt.content[table][idx] = new
         table = pt.next_table(int(pt.content[table][idx]))
-    # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
-    from mmkit.pgtable.mapping import create_pgd_mapping
+    # fixmap_remap_fdt() (v5.4, v5.7, v6.1 alike): dt_virt_base = __fix_to_virt(FIX_FDT),
+    # FIX_FDT_SIZE (MAX_FDT_SIZE + 2 MiB) below FIXADDR_TOP; create_mapping_noalloc() maps
+    # round_down(dt_phys, SWAPPER_BLOCK_SIZE) for SWAPPER_BLOCK_SIZE, and up to
+    # round_up(offset + size, SWAPPER_BLOCK_SIZE) if the blob crosses it: one 2 MiB block
+    # with 4K pages (ARM64_SWAPPER_USES_SECTION_MAPS), pages otherwise (no NO_BLOCK flag)
+    from mmkit.pgtable.mapping import NO_CONT_MAPPINGS, create_pgd_mapping
 
-    fdt_va = (m.macros["FIXADDR_TOP"] - (4 << 20)) & ~(m.page_size - 1)
+    dt_virt_base = m.macros["FIXADDR_TOP"] - (4 << 20)
     step = Step(
         "alloc",
         "setup_machine_fdt",
         "memblock_reserve(dt_phys, size)",
-        size=64 << 10,
+        size=_FDT_SIZE,
         note="fdt",
     )
     yield step
-    fdt_pa = memblock_alloc(m, 64 << 10, "fdt")
+    fdt_pa = memblock_alloc(m, _FDT_SIZE, "fdt")
     step.pfn = fdt_pa >> m.desc.page_shift
+    block = _SZ_2M if m.desc.page_shift == 12 else m.page_size  # SWAPPER_BLOCK_SIZE
+    offset = fdt_pa % block
+    size = max(block, -(-(offset + _FDT_SIZE) // block) * block)
     yield from create_pgd_mapping(
         m,
-        fdt_pa,
-        fdt_va + (fdt_pa & (_SZ_2M - 1)) % (m.page_size),
-        64 << 10,
+        fdt_pa - offset,
+        dt_virt_base,
+        size,
         hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
-        3,
+        NO_CONT_MAPPINGS,
         boot=True,
     )
 

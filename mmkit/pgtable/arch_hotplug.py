@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from mmkit.arch import pte as hw
 from mmkit.errors import Busy, Exists, NoMemory, NotFound, NotPermitted
 from mmkit.events import Step
 from mmkit.pgtable.mapping import (
@@ -47,10 +46,11 @@ def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     ``return 0``, records the range in ``hotplugged`` when performed."""
     fn = "arch_add_memory"
     yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
+    from mmkit.boot import linear_map_prot
+
     flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
-    yield from create_pgd_mapping(
-        m, start, m.lm_va(start), size, hw.kernel_prot("PAGE_KERNEL", ng=m.ng), flags
-    )
+    # params->pgprot: PAGE_KERNEL, or v6.1's pgprot_mhp(PAGE_KERNEL) (tagged)
+    yield from create_pgd_mapping(m, start, m.lm_va(start), size, linear_map_prot(m), flags)
     sec = 1 << m.macros["SECTION_SIZE_BITS"]
     shift = m.desc.page_shift
     for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
