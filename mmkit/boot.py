@@ -201,6 +201,55 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         m._vmalloc_next = m.macros["VMALLOC_START"]
     for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
         yield from vmalloc(m, (4 + 4 * i) * m.page_size)
+    if m.desc.kpti:
+        yield from map_entry_trampoline(m)
+
+
+def map_entry_trampoline(m: Machine) -> Iterator[Step]:
+    """``map_entry_trampoline()`` (core_initcall, v5.4 and v6.1 ``mmu.c``): with
+    ``CONFIG_UNMAP_KERNEL_AT_EL0`` built, the entry trampoline's text is mapped into its
+    fixmap slots whether or not KPTI is in use at run time, ``PAGE_KERNEL_ROX`` made global
+    (``~PTE_NG``), and its data page ``PAGE_KERNEL_RO``. v5.4/v5.7: one text page at
+    ``FIX_ENTRY_TRAMP_TEXT`` and, with ``RANDOMIZE_BASE`` (mmkit's ``relocatable``), the data
+    at ``FIX_ENTRY_TRAMP_DATA``; v6.1: ``DIV_ROUND_UP(entry_tramp_text_size(), PAGE_SIZE)``
+    text pages from ``FIX_ENTRY_TRAMP_TEXT1`` down (a 12 KiB trampoline: 3 pages on 4K, one
+    on 16K/64K), then the data page with ``RELOCATABLE``. The text lies at the end of the
+    image's text segment, the data page at the start of rodata."""
+    from mmkit.pgtable.mapping import create_pgd_mapping
+
+    d, page = m.desc, m.page_size
+    slot0 = _fixmap_slot_base(m)  # index of the first trampoline slot
+    text_pa = m.kimage_pa + _IMAGE[0][1] - max(page, 12 << 10) // page * page
+    data_pa = m.kimage_pa + _IMAGE[0][1]
+    rox = hw.kernel_prot("PAGE_KERNEL_ROX") & ~hw.PTE_NG  # global, KPTI or not
+    ro = hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng)
+    if d.kernel == "v6.1":
+        n = -(-(12 << 10) // page)
+        text1 = slot0 + (1 if d.relocatable else 0) + 2  # FIX_ENTRY_TRAMP_TEXT1
+        pages = [(text1 - i, text_pa + i * page, rox) for i in range(n)]
+        if d.relocatable:
+            pages.append((text1 - n, text_pa + n * page, ro))
+    else:
+        pages = [(slot0 + 1, text_pa, rox)]  # FIX_ENTRY_TRAMP_TEXT
+        if d.relocatable:
+            pages.append((slot0, data_pa, ro))  # FIX_ENTRY_TRAMP_DATA
+    for idx, pa, prot in pages:  # __set_fixmap(idx, pa, prot)
+        va = m.macros["FIXADDR_TOP"] - idx * page  # __fix_to_virt(idx)
+        yield from create_pgd_mapping(m, pa, va, page, prot, NO_PAGE_FLAGS, boot=True)
+
+
+#: create_pgd_mapping() flags for a single page: no block, no contiguous hint
+NO_PAGE_FLAGS = 3
+
+
+def _fixmap_slot_base(m: Machine) -> int:
+    """The first fixmap index after FIX_HOLE, the FDT window, EARLYCON, TEXT_POKE0 and the
+    GHES slots (``enum fixed_addresses``, v5.4 and v6.1 ``asm/fixmap.h``)."""
+    fix_fdt = 1 + (4 << 20) // m.page_size - 1  # FIX_FDT_END + FIX_FDT_SIZE / PAGE_SIZE - 1
+    idx = fix_fdt + 3  # FIX_EARLYCON_MEM_BASE, FIX_TEXT_POKE0, then the next one
+    if m.desc.ghes:
+        idx += 2 + (2 if m.desc.sdei else 0)
+    return idx
 
 
 def linear_map_prot(m: Machine) -> int:

@@ -58,6 +58,7 @@ class Machine:
         fine: bool = False,
         record: bool = True,
         online_type: str = "online",
+        unmap_kernel_at_el0: bool | None = None,
         **arch_options: Any,
     ) -> None:
         from mmkit import policies
@@ -80,7 +81,17 @@ class Machine:
         self.debug_pagealloc = debug_pagealloc
         self.fine = fine
         self.record = record
-        self.ng = self.desc.kpti  # PTE_MAYBE_NG: nG on kernel mappings when KPTI is on
+        built = bool(getattr(self.desc, "kpti", False))  # CONFIG_UNMAP_KERNEL_AT_EL0
+        if unmap_kernel_at_el0 and not built:
+            raise InvalidArgument(
+                "unmap_kernel_at_el0=True needs a kernel built with CONFIG_UNMAP_KERNEL_AT_EL0 "
+                "(the kpti option); drop one of them"
+            )
+        #: arm64_kernel_unmapped_at_el0(): KPTI in use, decided at boot (built and needed;
+        #: a CPU without Meltdown, such as QEMU's -cpu max, does not need it)
+        self.kpti_enabled = built if unmap_kernel_at_el0 is None else unmap_kernel_at_el0
+        #: PTE_MAYBE_NG / PMD_MAYBE_NG: nG on kernel mappings when KPTI is in use
+        self.ng = self.kpti_enabled
         self.macros = self.desc.macros()
         self.events: list[KernelEvent] = []
         self.history: list[Step] = []

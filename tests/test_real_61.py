@@ -39,8 +39,9 @@ def covering(text: str, va: int) -> PtdumpRange:
 
 
 def machine(config: str) -> Machine:
-    # RODATA_FULL_DEFAULT_ENABLED; KPTI built but off under -cpu max: no nG (README)
-    return Machine(config, kernel="v6.1", rodata_full=True, kpti=False)
+    # the README's build: RODATA_FULL_DEFAULT_ENABLED, UNMAP_KERNEL_AT_EL0 built but KPTI
+    # not in use under -cpu max (no nG), RELOCATABLE, no GHES or SDEI
+    return Machine(config, kernel="v6.1", rodata_full=True, unmap_kernel_at_el0=False, ghes=False)
 
 
 def test_there_are_nine_captures():
@@ -93,3 +94,17 @@ def test_the_image_is_mapped_from_stext(config):
     ours = next(r for r in ranges(ptdump(m)) if "x" in r.tokens)
     assert ours.start == text.start == m.macros["KIMAGE_VADDR"] + 0x10000
     assert ours.tokens == text.tokens
+
+
+def _fixmap(text: str) -> list[str]:
+    lines = text.splitlines()
+    a = lines.index("---[ Fixmap start ]---")
+    return lines[a : lines.index("---[ Fixmap end ]---") + 1]
+
+
+@pytest.mark.parametrize("config", sorted(CONFIG.values()))
+def test_the_fixmap_is_the_real_one_line_for_line(config):
+    """The slots of 6.1 ``enum fixed_addresses`` for this build (FDT window, EARLYCON,
+    TEXT_POKE0, the trampoline's TEXT4..TEXT1), ``map_entry_trampoline()``'s pages (text
+    global ROX, data RO) and ``fixmap_remap_fdt()``'s window: every line of the section."""
+    assert _fixmap(ptdump(machine(config))) == _fixmap(capture(config, "boot"))
