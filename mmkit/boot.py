@@ -91,6 +91,9 @@ def boot_hotplug_state(m: Machine) -> None:
     """memblock, sections, memory blocks and sysfs as they are after boot (node 0)."""
     from mmkit.mm.memblock import Memblock
     from mmkit.mm.memory_block import MemoryBlock, MemSection, Sysfs
+    from mmkit.mm.zones import boot_zone_of
+
+    m.boot_memory_at_boot = list(m._boot_ranges)  # what zone_sizes_init() saw
 
     m.memblock = Memblock()
     m.sections: dict[int, MemSection] = {}
@@ -119,7 +122,14 @@ def boot_hotplug_state(m: Machine) -> None:
             lo, hi = b * bsize, (b + 1) * bsize
             unmovable = any(p0 < hi and lo < p1 for p0, p1 in pinned)
             m.blocks[b] = MemoryBlock(
-                b, b * per, b * per + per - 1, "online", 0, "online", unmovable=unmovable
+                b,
+                b * per,
+                b * per + per - 1,
+                "online",
+                0,
+                "online",
+                unmovable=unmovable,
+                zone=boot_zone_of(m, lo),
             )
             m.sysfs.register_memory(b)
             m.sysfs.create_link(("node", 0), ("memory", b))

@@ -240,6 +240,7 @@ def online_memory_block(m: Machine, block_id: int, online_type: str = "online") 
         m.sections[s].online = True
     blk.state = "online"
     blk.online_type = online_type
+    blk.zone = "Movable" if online_type == "online_movable" else "Normal"
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
@@ -279,6 +280,7 @@ def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
     for s in range(blk.start_section_nr, blk.end_section_nr + 1):
         m.sections[s].online = False
     blk.state = "offline"
+    blk.zone = ""
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
