@@ -1,7 +1,9 @@
 """The ``mmkit`` command: configurations, layouts, walks, descriptors, plugins, races, the lab.
 
 Every subcommand reads the engine and prints text (or JSON/CSV); errors are one line on
-stderr and a non-zero exit, never a traceback (set ``MMKIT_DEBUG=1`` to see one).
+stderr and a non-zero exit, never a traceback (set ``MMKIT_DEBUG=1`` to see one). In every
+output, addresses and byte sizes are hex (``"0xfffffdffbfff0000"`` in JSON and CSV, which
+``int(x, 16)`` reads back); shifts, levels and counts are decimal.
 
 >>> main(["translate", "arm64-4k-48", "0xffff000040000000"])  # doctest: +NORMALIZE_WHITESPACE
 arm64-4k-48 (v5.4): VA 0xffff000040000000 in kernel logical memory map
@@ -30,7 +32,19 @@ from mmkit.errors import InvalidArgument, MmkitError
 
 __all__ = ["main"]
 
-_HEX_KEYS = ("PAGE_OFFSET", "VMALLOC_START", "VMALLOC_END", "VMEMMAP_START")
+#: Keys of ``configs`` rows holding an address or a byte size: hex strings in JSON and CSV.
+_CONFIG_HEX_KEYS = frozenset(
+    {
+        "PAGE_OFFSET",
+        "VMALLOC_START",
+        "VMALLOC_END",
+        "VMEMMAP_START",
+        "page_size",
+        "vmalloc_size",
+        "vmemmap_size",
+        "memory_block_size",
+    }
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +103,22 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _emit(rows: list[dict[str, Any]], fmt: str, text: str) -> None:
+def _hex_keys(rows: list[dict[str, Any]], keys: frozenset[str]) -> list[dict[str, Any]]:
+    """``rows`` with the int values under ``keys`` as ``"0x..."`` strings."""
+    return [
+        {
+            k: f"{v:#x}" if k in keys and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+
+
+def _emit(
+    rows: list[dict[str, Any]], fmt: str, text: str, hex_keys: frozenset[str] = frozenset()
+) -> None:
+    """Print ``text`` for a table, else ``rows`` as JSON or CSV with ``hex_keys`` in hex."""
+    rows = _hex_keys(rows, hex_keys)
     if fmt == "json":
         print(json.dumps(rows, indent=2))
     elif fmt == "csv":
@@ -147,7 +176,7 @@ def _cmd_configs(args: argparse.Namespace) -> int:
         "block",
         "V7 overlap",
     ]
-    _emit(rows, args.format, _table(text_rows, header))
+    _emit(rows, args.format, _table(text_rows, header), _CONFIG_HEX_KEYS)
     return 0
 
 
@@ -165,7 +194,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
     header = f"{'Start':<16}  {'End':<16}  {'Size':>8}  Use"
     ov = getattr(d, "vmalloc_vmemmap_overlap", None)
     tail = [] if ov is None else ["", "V7 overlap test: " + ov.explain()]
-    _emit(rows, args.format, "\n".join([title, "", header, "-" * 60, *text, *tail]))
+    text_out = "\n".join([title, "", header, "-" * 60, *text, *tail])
+    _emit(rows, args.format, text_out, frozenset({"start", "end", "size"}))
     return 0
 
 
@@ -271,7 +301,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         "VMALLE1IS",
         "events",
     ]
-    _emit(data, args.format, _table(text_rows, header))
+    _emit(data, args.format, _table(text_rows, header), frozenset({"bytes_left"}))
     return 0
 
 

@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from mmkit._readable import record_repr
+
 __all__ = ["ACTIONS", "Action", "KernelEvent", "Step"]
 
 Action = Literal[
@@ -71,6 +73,10 @@ ACTIONS: tuple[str, ...] = (
     "device",
     "sysfs",
 )
+
+
+#: Fields of :class:`Step` that print in hex: addresses, pfns, descriptors and byte sizes.
+_STEP_HEX = frozenset({"va", "table", "old", "new", "pfn", "size", "stride", "va_step", "result"})
 
 
 @dataclass(slots=True)
@@ -118,6 +124,11 @@ class Step:
     #: what performing it found that the thread acts on later, beyond ``old`` (the table
     #: pages a whole-table read will descend into); part of the explorer's state
     result: tuple[int, ...] | None = None
+
+    def __repr__(self) -> str:
+        """Fields set, addresses, pfns, descriptors and sizes in hex (``Step(action='read', ...,
+        va=0xffff000040000000, table=0x41000, ...)``); counts and indices in decimal."""
+        return record_repr(self, _STEP_HEX, keep=("action", "function", "line"))
 
     @property
     def coarse(self) -> bool:
@@ -180,6 +191,10 @@ class KernelEvent:
     thread: str = ""
     #: index in the machine's history of the step being performed when it was recorded
     step: int | None = None
+
+    def __repr__(self) -> str:
+        """Fields set, ``va`` and ``pfn`` in hex; ``step`` (a history index) in decimal."""
+        return record_repr(self, ("va", "pfn"), keep=("kind", "function", "message"))
 
     def report(self) -> str:
         """The event as the kernel log would show it (KASAN-style for use-after-free)."""

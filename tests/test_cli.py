@@ -41,7 +41,7 @@ def test_configs_json_and_csv_agree_with_the_engine(capsys):
     for r in rows:
         if r["name"] in CONFIGS:  # a plugin's family may not know kernel eras
             m = mmkit.arch.get(r["name"], kernel="v5.3").macros()
-            assert r["VMALLOC_END"] == m["VMALLOC_END"]
+            assert int(r["VMALLOC_END"], 16) == m["VMALLOC_END"]
     _, out, _ = run(capsys, "configs", "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(out)))
     assert [r["name"] for r in parsed] == mmkit.arch.names()
@@ -66,7 +66,7 @@ def test_layout_prints_memory_rst_rows(capsys):
     assert "V7 overlap test" in out
     _, out, _ = run(capsys, "layout", "arm64-64k-48", "--format", "json")
     regions = json.loads(out)
-    assert regions[-1]["end"] == 1 << 64
+    assert int(regions[-1]["end"], 16) == 1 << 64
 
 
 def test_translate_shows_each_level(capsys):
@@ -287,3 +287,89 @@ def test_replay_refuses_a_schedule_the_scenario_cannot_take(capsys):
     code, out, err = run(capsys, "replay", "ptdump_race", "P X", "--config", "arm64-64k-42")
     assert code == 2 and "no thread 'X'" in err and "choices: H, P" in err
     assert out.splitlines()[-1].startswith("1 P cpu1  ")  # what ran before the bad name
+
+
+# ------------------------------------------------------------ addresses in JSON and CSV
+def _engine_addresses(options: dict[str, object]) -> dict[str, set[int]]:
+    """Every address and byte size the engine reports per configuration (the macros it
+    shows in hex and the region bounds), for the configurations that accept ``options``."""
+    out: dict[str, set[int]] = {}
+    for name in mmkit.arch.names():
+        try:
+            d = mmkit.arch.get(name, **options)
+        except mmkit.MmkitError:
+            continue
+        values = {int(v) for v in d.macros().values() if repr(v).startswith("0x")}
+        values |= {r.start for r in d.regions} | {r.end for r in d.regions}
+        out[name] = {v for v in values if v >= 10}  # below 10 hex and decimal agree
+    return out
+
+
+def _decimals(text: str) -> set[int]:
+    import re
+
+    return {int(t) for t in re.findall(r"(?<![\w.])\d+(?![\w.])", text)}
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_configs_json_and_csv_write_addresses_as_hex_strings(capsys, fmt):
+    _, out, _ = run(capsys, "configs", "--format", fmt)
+    rows = json.loads(out) if fmt == "json" else list(csv.DictReader(io.StringIO(out)))
+    engine = {r["name"]: r for r in mmkit.arch.config_rows()}
+    keys = ("PAGE_OFFSET", "VMALLOC_START", "VMALLOC_END", "VMEMMAP_START", "vmalloc_size")
+    checked = 0
+    for row in rows:
+        for key in keys:
+            if engine[row["name"]].get(key) is None:
+                continue
+            assert isinstance(row[key], str) and row[key].startswith("0x"), (row["name"], key)
+            assert int(row[key], 16) == engine[row["name"]][key]
+            checked += 1
+    assert checked >= 5 * 8
+    every = set().union(*_engine_addresses({}).values())
+    assert not _decimals(out) & every, "an address printed in decimal"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("name", ["arm64-4k-48", "arm64-64k-52"])
+def test_layout_json_and_csv_write_region_bounds_as_hex(capsys, fmt, name):
+    _, out, _ = run(capsys, "layout", name, "--format", fmt)
+    rows = json.loads(out) if fmt == "json" else list(csv.DictReader(io.StringIO(out)))
+    regions = mmkit.arch.get(name).regions
+    assert len(rows) == len(regions)
+    for row, region in zip(rows, regions, strict=True):
+        assert row["name"] == region.name
+        assert int(row["start"], 16) == region.start and row["start"].startswith("0x")
+        assert int(row["end"], 16) == region.end and row["end"].startswith("0x")
+        assert int(row["size"], 16) == region.end - region.start
+    assert not _decimals(out) & _engine_addresses({})[name]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_compare_json_and_csv_write_bytes_left_as_hex(capsys, fmt):
+    from mmkit.mm.compare import compare_policies
+
+    block = "0x400000000000"
+    argv = ("compare", "arm64-4k-48", "--block", block, "--format", fmt)
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    rows = json.loads(out) if fmt == "json" else list(csv.DictReader(io.StringIO(out)))
+    engine = {r.policy: r for r in compare_policies("arm64-4k-48", blocks=[int(block, 16)])}
+    assert [r["policy"] for r in rows] == list(engine)
+    assert any(r.bytes_left for r in engine.values())
+    for row in rows:
+        assert row["bytes_left"].startswith("0x")
+        assert int(row["bytes_left"], 16) == engine[row["policy"]].bytes_left
+        assert int(row["tables_left"]) == engine[row["policy"]].tables_left  # a count
+    assert int(block, 16) not in _decimals(out)
+
+
+def test_table_outputs_show_addresses_in_hex(capsys):
+    _, out, _ = run(capsys, "configs")
+    engine = {r["name"]: r for r in mmkit.arch.config_rows()}
+    for line in out.splitlines()[1:]:
+        name = line.split()[0]
+        assert f"{engine[name]['VMALLOC_END']:#018x}" in line
+    assert not _decimals(out) & set().union(*_engine_addresses({}).values())
+    _, out, _ = run(capsys, "layout", "arm64-4k-48")
+    assert not _decimals(out) & _engine_addresses({})["arm64-4k-48"]

@@ -129,3 +129,17 @@ def test_take_stops_at_a_refused_name_after_the_rows_before_it():
     assert s.schedule == ["A"]
     rows = list(Scheduler(factory()).take([], run_on=True))
     assert "".join(r.thread for r in rows) == "AAAABBB"
+
+
+def test_a_kernel_event_names_the_scheduler_step_that_recorded_it() -> None:
+    from mmkit.scenarios.races import ptdump_race
+    from mmkit.sched.explore import replay
+
+    race = ptdump_race("arm64-4k-48", "naive")
+    schedule = race.explore(bound=2).shortest
+    s = replay(race.make, schedule)
+    assert s.machine.history is s.history
+    # ground truth: the rows of a fresh run say which step recorded which event
+    rows = list(race.scheduler().take(schedule.split()))
+    truth = [row.n - 1 for row in rows for _ in row.events]
+    assert truth and [e.step for e in s.machine.events] == truth

@@ -1,4 +1,4 @@
-"""pandas views: the configurations table and memory.rst-style layout tables.
+"""pandas views: the configurations table, memory.rst-style layouts, and the record tables.
 
 Ground truth for the layout table is Documentation/arm64/memory.rst (v5.4) as printed there:
 the frame must reproduce its rows character for character (start, inclusive end, rounded
@@ -13,7 +13,21 @@ import pytest
 from mmkit import arch
 from mmkit.arch.arm64 import CONFIGS as ARM64
 from mmkit.arch.teaching import CONFIGS as TEACHING
-from mmkit.tables import CONFIG_COLUMNS, configs_frame, layout_frame, layout_html
+from mmkit.tables import (
+    CONFIG_COLUMNS,
+    EVENT_COLUMNS,
+    PTDUMP_COLUMNS,
+    STEP_COLUMNS,
+    TABLE_PAGE_COLUMNS,
+    comparison_frame,
+    configs_frame,
+    events_frame,
+    layout_frame,
+    layout_html,
+    ptdump_frame,
+    steps_frame,
+    table_pages_frame,
+)
 
 # memory.rst, "4KB pages + 4 levels (48-bit)" (generic KASAN, GHES + KPTI, no SDEI), verbatim.
 MEMORY_RST_4K_48 = """
@@ -161,3 +175,192 @@ def test_layout_html_marks_shared_entry_and_escapes() -> None:
     assert "[guard region]" in html_text
     no_overlap = layout_html(arch.get("arm64-64k-48"))
     assert "shared PGD entry" not in no_overlap
+
+
+# ------------------------------------------------------------------ record tables
+BLOCK = 0x4000_0000_0000
+
+
+@pytest.fixture(scope="module")
+def removed():
+    """A 4K/48 machine that hot-added then hot-removed one block, every step recorded."""
+    from mmkit.machine import Machine
+
+    m = Machine("arm64-4k-48", record=True)
+    m.hot_add(BLOCK, m.desc.memory_block_size)
+    m.hot_remove(BLOCK, m.desc.memory_block_size)
+    return m
+
+
+def _same(cell: object, value: object, *, hexed: bool) -> bool:
+    """Whether a frame cell shows the engine's ``value`` (hex string, or the int when raw)."""
+    if value is None:
+        return cell is None or bool(pd.isna(cell))
+    if hexed:
+        return isinstance(cell, str) and cell.startswith("0x") and int(cell, 16) == value
+    return cell == value
+
+
+def _check(frame: pd.DataFrame, records: list[dict[str, object]], hexed: set[str], raw: bool):
+    assert len(frame) == len(records)
+    for (_, row), want in zip(frame.iterrows(), records, strict=True):
+        for column, value in want.items():
+            assert _same(row[column], value, hexed=column in hexed and not raw), (
+                column,
+                row[column],
+                value,
+            )
+    for column in hexed:  # the hex columns hold only strings or None, never numbers
+        if not raw:
+            assert all(v is None or isinstance(v, str) for v in frame[column]), column
+    assert not any(str(t).startswith("float") for t in frame.dtypes)
+
+
+STEP_FIELDS = {
+    "thread": "thread",
+    "function": "function",
+    "action": "action",
+    "level": "level",
+    "va": "va",
+    "table pfn": "table",
+    "index": "index",
+    "count": "count",
+    "old": "old",
+    "new": "new",
+    "pfn": "pfn",
+    "note": "note",
+}
+STEP_HEX = {"va", "table pfn", "old", "new", "pfn"}
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_steps_frame_follows_the_history(removed, raw: bool) -> None:
+    steps = removed.history
+    frame = steps_frame(steps, raw=raw)
+    assert list(frame.columns) == list(STEP_COLUMNS)
+    want = [
+        {"n": i, "describe": s.describe()} | {c: getattr(s, f) for c, f in STEP_FIELDS.items()}
+        for i, s in enumerate(steps, start=1)
+    ]
+    _check(frame, want, STEP_HEX, raw)
+    assert {"alloc", "free", "write", "read", "tlbi"} <= set(frame["action"])
+    assert frame["va"].notna().sum() > 50  # plenty of addresses were checked
+
+
+def _race_rows():
+    from mmkit.scenarios.races import ptdump_race
+
+    s = ptdump_race("arm64-4k-48", "naive").scheduler()
+    rows = list(s.take(["P", "P", "P"]))
+    while not (s.threads["H"].done or s.blocked("H")):
+        rows += list(s.take(["H"]))
+    rows += list(s.take(["P"], run_on=True))
+    return s, rows
+
+
+def test_steps_frame_of_scheduler_rows_carries_their_events() -> None:
+    s, rows = _race_rows()
+    frame = steps_frame(rows)
+    assert list(frame.columns) == [*STEP_COLUMNS, "events"]
+    want = [
+        {"n": r.n, "describe": r.step.describe(), "events": "\n".join(e.report() for e in r.events)}
+        | {c: getattr(r.step, f) for c, f in STEP_FIELDS.items()}
+        for r in rows
+    ]
+    _check(frame, want, STEP_HEX, raw=False)
+    assert frame["events"].str.contains("KASAN: use-after-free").any()
+    # a Scheduler's history is plain steps: the same rows without the events column
+    history = steps_frame(s.history)
+    assert list(history.columns) == list(STEP_COLUMNS) and len(history) == len(s.history)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_events_frame_lists_the_kernel_log(raw: bool) -> None:
+    s, _ = _race_rows()
+    events = s.machine.events
+    assert any(e.va is not None for e in events) and any(e.pfn is not None for e in events)
+    want = [
+        {
+            "step": e.step,
+            "thread": e.thread,
+            "kind": e.kind,
+            "function": e.function,
+            "va": e.va,
+            "pfn": e.pfn,
+            "freed by": e.freed_by,
+            "message": e.message,
+        }
+        for e in events
+    ]
+    for source in (s.machine, list(events)):
+        frame = events_frame(source, raw=raw)
+        assert list(frame.columns) == list(EVENT_COLUMNS)
+        _check(frame, want, {"va", "pfn"}, raw)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_table_pages_frame_matches_the_live_table_pages(removed, raw: bool) -> None:
+    records = removed.table_pages()
+    frame = table_pages_frame(removed, raw=raw)
+    assert list(frame.columns) == list(TABLE_PAGE_COLUMNS)
+    want = [
+        {
+            "pfn": r.pfn,
+            "pa": r.pfn * removed.page_size,  # a page frame's physical address
+            "level": r.level,
+            "hw level": r.hw_level,
+            "va start": r.va_start,
+            "va end": r.va_end,
+            "region": r.region,
+            "used entries": r.used_entries,
+            "boot": r.boot,
+        }
+        for r in records
+    ]
+    _check(frame, want, {"pfn", "pa", "va start", "va end"}, raw)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_ptdump_frame_matches_the_walk(removed, raw: bool) -> None:
+    from mmkit.mm.ptdump import PtdumpMarker, ptdump_walk
+
+    want = []
+    section = None
+    for rec in ptdump_walk(removed):
+        if isinstance(rec, PtdumpMarker):
+            section = rec.name
+            continue
+        want.append(
+            {
+                "section": section,
+                "start": rec.start,
+                "end": rec.end,
+                "size": rec.size if raw else arch.format_size(rec.end - rec.start),
+                "level": rec.level,
+                "prot": rec.prot,
+            }
+        )
+    frame = ptdump_frame(removed, raw=raw)
+    assert list(frame.columns) == list(PTDUMP_COLUMNS)
+    _check(frame, want, {"start", "end", "prot"}, raw)
+    assert {"Linear Mapping start", "vmemmap start"} <= set(frame["section"])
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_comparison_frame_matches_the_outcomes(raw: bool) -> None:
+    from mmkit.mm.compare import compare_policies
+
+    outcomes = compare_policies("arm64-4k-48", blocks=[BLOCK])
+    frame = comparison_frame(outcomes, raw=raw)
+    assert list(frame.index) == [o.policy for o in outcomes]
+    left = [c for c in frame.columns if c.startswith("left ")]
+    for o in outcomes:
+        row = frame.loc[o.policy]
+        assert row["tables left"] == o.tables_left and row["tables freed"] == o.tables_freed
+        assert row["bytes left"] == (o.bytes_left if raw else arch.format_size(o.bytes_left))
+        # every table page left is counted under exactly one level/region column
+        assert sum(int(row[c]) for c in left) == o.tables_left
+        assert all(row[f"tlbi {k}"] == v for k, v in o.tlbi.items())
+        assert row["kernel events"] == len(o.events)
+    assert left, "some policy must leave tables behind on 4K/48"
+    assert str(frame["tables left"].dtype) == "Int64"

@@ -21,6 +21,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from mmkit._readable import HexInt
 from mmkit.arch.base import KERNEL_ERAS, Level, OverlapReport, Region
 from mmkit.arch.geometry import GRANULES, Geometry
 from mmkit.arch.layout import (
@@ -49,6 +50,9 @@ CONFIGS: tuple[str, ...] = tuple(
         key=lambda n: (GRANULES[n.split("-")[1]].page_shift, int(n.split("-")[2])),
     )
 )
+
+#: ``macros()`` keys that hold an address, a size or an offset: shown in hex (:class:`HexInt`).
+_HEX_MACRO_SUFFIXES = ("_START", "_END", "_SIZE", "_VSIZE", "_VADDR", "_TOP", "_OFFSET")
 
 _OPTION_NAMES = (
     "kernel",
@@ -232,8 +236,30 @@ class Arm64Descriptor:
         levels). ``VMEMMAP_END`` is the name the hot-remove patch added in v5.7; earlier eras
         get ``VMEMMAP_START + VMEMMAP_SIZE`` under that name (see :attr:`derived_macros`).
         v5.3's ``PAGE_END`` is 0: its linear map runs to the top of the address space.
+
+        Values are ints. Addresses and sizes, the keys ending in ``_START``, ``_END``,
+        ``_SIZE``, ``_VSIZE``, ``_VADDR``, ``_TOP`` or ``_OFFSET`` (``VMALLOC_END``,
+        ``PAGE_OFFSET``, ``PGDIR_SIZE``...), are :class:`~mmkit._readable.HexInt` so that they
+        show in hex; shifts, bit counts and entry counts (``PAGE_SHIFT``, ``VA_BITS``,
+        ``PTRS_PER_PGD``...) are plain ints and show in decimal. ``str()`` stays decimal.
+
+        >>> from mmkit import arch
+        >>> m = arch.get("arm64-4k-48").macros()
+        >>> m["VMALLOC_END"], m["PAGE_SIZE"], m["PGDIR_SHIFT"]
+        (0xfffffdffbfff0000, 0x1000, 39)
+        >>> m["VMALLOC_END"] == 18446741873612488704
+        True
         """
-        return dict(self._macros)
+        return dict(self._readable_macros)
+
+    @cached_property
+    def _readable_macros(self) -> Mapping[str, int]:
+        return MappingProxyType(
+            {
+                k: HexInt(v) if k.endswith(_HEX_MACRO_SUFFIXES) else v
+                for k, v in self._macros.items()
+            }
+        )
 
     @property
     def vmemmap_end(self) -> int:

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
 
+from mmkit._readable import record_repr
+
 __all__ = [
     "KERNEL_ERAS",
     "REGION_KINDS",
@@ -132,6 +134,10 @@ class Region:
     def __contains__(self, va: object) -> bool:
         return isinstance(va, int) and self.start <= va < self.end
 
+    def __repr__(self) -> str:
+        """``start`` and ``end`` in hex, then the size as memory.rst rounds it."""
+        return f"{record_repr(self, ('start', 'end'))[:-1]}, size={format_size(self.size)})"
+
 
 @dataclass(frozen=True)
 class SharedTable:
@@ -141,6 +147,10 @@ class SharedTable:
     start: int  #: first VA the table maps
     end: int  #: end of the VA the table maps
     regions: tuple[str, ...]  #: names of the regions (not guards) inside that span
+
+    def __repr__(self) -> str:
+        """The VA span in hex."""
+        return record_repr(self, ("start", "end"))
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,14 @@ class OverlapReport:
     shared_entry_end: int | None  #: end of that PGD entry's span
     regions_in_entry: tuple[str, ...]  #: names of the regions that entry's subtree maps
     shared_tables: tuple[SharedTable, ...]  #: every table page spanning both regions
+
+    def __repr__(self) -> str:
+        """Addresses and the mask in hex; an absent shared entry left out."""
+        return record_repr(
+            self,
+            ("gap_start", "gap_end", "pgdir_mask", "shared_entry", "shared_entry_end"),
+            keep=("overlap",),
+        )
 
     def explain(self) -> str:
         """A few sentences for a learner: what was compared and what it means."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mmkit._readable import record_repr
 from mmkit.arch.pte_bits import (
     MT_NAMES,
     PMD_TYPE_TABLE,
@@ -98,6 +99,10 @@ class Descriptor:
     ap_table: int
     ns_table: bool
     unmodelled: int
+
+    def __repr__(self) -> str:
+        """``raw``, the output address and the unmodelled bits in hex; None fields left out."""
+        return record_repr(self, ("raw", "output_address", "unmodelled"))
 
     @property
     def valid(self) -> bool:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mmkit._readable import record_repr
 from mmkit.machine import Machine
 
 __all__ = ["PolicyOutcome", "compare_policies"]
@@ -35,6 +36,14 @@ class PolicyOutcome:
     left_by_level_region: dict[str, int] = field(default_factory=dict)  #: "pmd/vmemmap" -> n
     tlbi: dict[str, int] = field(default_factory=dict)  #: vaale1is / vaae1is / vmalle1is
     events: tuple[str, ...] = ()  #: kernel log lines
+
+    def __repr__(self) -> str:
+        """``bytes_left`` in hex (the counts stay decimal); empty fields left out."""
+        return record_repr(
+            self,
+            ("bytes_left",),
+            keep=("tables_allocated", "tables_freed", "tables_left", "bytes_left"),
+        )
 
 
 def compare_policies(

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
+from mmkit._readable import record_repr
 from mmkit.errors import InvalidArgument, UnknownName
 from mmkit.mm.memblock_regions import (
     MAX_NUMNODES,
@@ -289,6 +290,10 @@ class PfnValidity:
     valid: bool
     failed: str | None
     detail: str
+
+    def __repr__(self) -> str:
+        """``pfn`` and ``addr`` in hex; ``section_nr`` decimal."""
+        return record_repr(self, ("pfn", "addr"), keep=("failed",))
 
 
 def pfn_valid_why(

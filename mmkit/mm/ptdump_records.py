@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmkit._readable import record_repr
+
 __all__ = ["PtdumpMarker", "PtdumpRange", "PtdumpRecord"]
 
 _M64 = (1 << 64) - 1
@@ -30,6 +32,10 @@ class PtdumpMarker:
 
     name: str
     address: int | None = None
+
+    def __repr__(self) -> str:
+        """``address`` in hex (left out when parsed from text)."""
+        return record_repr(self, ("address",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,10 @@ class PtdumpRange:
     attrs: tuple[str, ...]
     size: int
     level_no: int | None = None
+
+    def __repr__(self) -> str:
+        """``start``, ``end``, ``prot`` and ``size`` in hex; ``level_no`` decimal."""
+        return record_repr(self, ("start", "end", "prot", "size"), keep=("attrs",))
 
     @property
     def tokens(self) -> frozenset[str]:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmkit._readable import record_repr
+
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
@@ -40,6 +42,10 @@ class SharedEntry:
     target: str  #: what it points at ("pmd table pfn 0x41c07", "block", "page")
     pins: bool  #: True unless the removal being considered clears it
 
+    def __repr__(self) -> str:
+        """The VA span in hex; ``index`` decimal."""
+        return record_repr(self, ("va_start", "va_end"), keep=("index", "pins"))
+
 
 @dataclass(frozen=True)
 class SharedTableState:
@@ -52,6 +58,10 @@ class SharedTableState:
     pfn: int | None  #: None: not allocated now (nothing is mapped in the span)
     entries: tuple[SharedEntry, ...]
     name: str = ""  #: the kernel's name for a static table page ("bm_pud"), else ""
+
+    def __repr__(self) -> str:
+        """The VA span and ``pfn`` in hex (``pfn`` left out when no table is allocated)."""
+        return record_repr(self, ("va_start", "va_end", "pfn"), keep=("entries",))
 
     def pinned_by(self) -> list[str]:
         """The entries that keep it from becoming empty, as "region (target)"."""

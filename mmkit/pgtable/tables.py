@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmkit._readable import record_repr
 from mmkit.arch import pte as hw
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class TableInfo:
     region: str  #: kind of the region of ``va_start`` ("linear", "vmemmap", ...)
     boot: bool  #: allocated at boot from memblock (reserved), not from the page allocator
 
+    def __repr__(self) -> str:
+        """``va_start`` in hex."""
+        return record_repr(self, ("va_start",), keep=("depth", "boot"))
+
 
 @dataclass(frozen=True, slots=True)
 class TablePageRecord:
@@ -55,6 +60,10 @@ class TablePageRecord:
     region: str
     used_entries: int
     boot: bool
+
+    def __repr__(self) -> str:
+        """``pfn`` and the VA span in hex, every field shown."""
+        return record_repr(self, ("pfn", "va_start", "va_end"))
 
 
 class PageTables:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mmkit._readable import hex_value
 from mmkit.events import Step
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ class TLB:
     leaf: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: (depth of the table, first VA it maps, end of what it maps) → table pfn
     walk: dict[tuple[int, int, int], int] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Addresses, descriptors, sizes and pfns in hex; a walk entry's depth decimal."""
+        leaf = ", ".join(f"{base:#x}: {hex_value(v)}" for base, v in self.leaf.items())
+        walk = ", ".join(
+            f"({depth}, {lo:#x}, {hi:#x}): {pfn:#x}" for (depth, lo, hi), pfn in self.walk.items()
+        )
+        return f"TLB(leaf={{{leaf}}}, walk={{{walk}}})"
 
     def lookup_leaf(self, va: int) -> tuple[int, int, int] | None:
         """The cached leaf covering ``va`` as (base VA, raw, size), if any."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mmkit._readable import record_repr
 from mmkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ class WalkStep:
     raw: int  #: the descriptor read
     kind: str  #: "table", "block", "page" or "invalid"
 
+    def __repr__(self) -> str:
+        """The table pfn, the entry's PA and the descriptor in hex; index and levels decimal."""
+        return record_repr(self, ("table_pfn", "entry_pa", "raw"), keep=("index",))
+
 
 @dataclass(frozen=True, slots=True)
 class Walk:
@@ -50,6 +55,10 @@ class Walk:
     leaf_level: str | None  #: where the walk stopped with a translation
     fault_level: int | None  #: lookup level of the invalid entry, on a fault
     leaf_size: int = 0  #: bytes the leaf maps
+
+    def __repr__(self) -> str:
+        """``va``, ``pa``, the leaf descriptor and its size in hex; unset fields left out."""
+        return record_repr(self, ("va", "pa", "leaf_raw", "leaf_size"), keep=("va", "steps"))
 
     @property
     def ok(self) -> bool:

@@ -45,6 +45,15 @@ class Frame:
     links: tuple[str, ...]  #: the block's sysfs links
     event: str  #: the kernel event this step raised, if any
 
+    def __repr__(self) -> str:
+        """memblock ranges' base and end in hex (the node decimal); the step as its own repr."""
+        ranges = "".join(f"({b:#x}, {e:#x}, {n}), " for b, e, n in self.memblock_memory)
+        return (
+            f"Frame(operation={self.operation!r}, step={self.step!r}, "
+            f"memblock_memory=({ranges.rstrip()}), pfn_valid={self.pfn_valid}, "
+            f"nid_for_pfn={self.nid_for_pfn}, links={self.links!r}, event={self.event!r})"
+        )
+
 
 class MemblockOrderScenario:
     """The add / offline / remove / add-again sequence on one kernel version."""

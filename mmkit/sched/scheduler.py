@@ -6,6 +6,9 @@ scheduler always knows every thread's next step (:meth:`Scheduler.peek`), can re
 thread whose next step takes a lock that is held (it is *blocked*), and records the order it
 ran them in (:attr:`Scheduler.history`, a schedule such as ``"H H P H P"``).
 
+The machine's ``history`` is the scheduler's history while it drives the machine, so each
+:class:`~mmkit.events.KernelEvent` names (``step``) the step that recorded it.
+
 Determinism: a scenario is rebuilt from its factory for :meth:`undo` and :meth:`replay`, so
 the same schedule always gives the same steps and events.
 
@@ -94,6 +97,9 @@ class Scheduler:
         self.machine.lock_table = self.locks
         self.schedule: list[str] = []
         self.history: list[Step] = []
+        # the machine's history is the scheduler's, so a kernel event's ``step`` is the
+        # index (in this history) of the step whose performing recorded it
+        self.machine.history = self.history
         self.deadlock = False
         for t in threads:
             self._advance(t)

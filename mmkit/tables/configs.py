@@ -1,4 +1,4 @@
-"""pandas views of the engine's records: the configurations table and memory.rst-style layouts.
+"""The configurations table and memory.rst-style layout tables.
 
 The engine reports plain records (:func:`mmkit.arch.config_rows`, :class:`mmkit.arch.Region`);
 this module only arranges them for reading. Addresses print as Documentation/arm64/memory.rst
@@ -19,6 +19,7 @@ import pandas as pd
 
 from mmkit import arch
 from mmkit.arch import ArchDescriptor, format_size
+from mmkit.tables._columns import typed_frame
 
 __all__ = ["CONFIG_COLUMNS", "configs_frame", "layout_frame", "layout_html"]
 
@@ -48,27 +49,8 @@ def _cell(key: str, value: object) -> object:
 
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    """Rows to a frame indexed by name, keeping Python's numbers exact.
-
-    pandas would turn an integer column with one missing value (a configuration that only has
-    an ``error``) into floats, and 64-bit addresses into rounded floats; integer and boolean
-    columns get pandas' nullable dtypes instead, and addresses above ``2**63`` stay Python ints.
-    """
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    columns: dict[str, pd.Series] = {}
-    for key in keys:
-        values = [row.get(key) for row in rows]
-        present = [v for v in values if v is not None]
-        if present and all(isinstance(v, bool) for v in present):
-            dtype = "boolean"
-        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            dtype = "Int64" if all(-(1 << 63) <= v < 1 << 63 for v in present) else "object"
-        else:
-            dtype = "object"
-        columns[key] = pd.Series(values, dtype=dtype)
-    return pd.DataFrame(columns).set_index("name")
+    """Rows to a frame indexed by name, numbers kept exact (see :func:`typed_frame`)."""
+    return typed_frame(rows).set_index("name")
 
 
 def configs_frame(*, raw: bool = False, **options: Any) -> pd.DataFrame:
