@@ -13,10 +13,18 @@ from mmkit.sched.explore import explore, replay
 POLICIES = ["naive", "v3", "v6", "v7", "v5.7"]
 
 
-def ptdump_then_remove(race, ptdump_steps=3):
-    """P reads the PGD and its first tables; H runs as far as it can; then both finish."""
+def ptdump_then_remove(race):
+    """P walks (v5.4's walk_*, entry by entry) until it is inside a table page that
+    hot-remove will free (one not allocated at boot); H runs as far as it can; then both
+    finish."""
     s = race.scheduler()
-    s.follow(["P"] * ptdump_steps)
+    pt = s.machine.pgtables
+
+    def inside(step):
+        return step.table in pt.info and not pt.info[step.table].boot
+
+    while not (s.peek()["P"] is not None and inside(s.peek()["P"])):
+        s.step("P")
     s.run(until=lambda sc: sc.threads["H"].done or sc.blocked("H"))
     s.run()
     return s
@@ -45,7 +53,7 @@ def test_with_the_lock_hot_remove_waits_for_the_dump(policy):
 
 def test_replaying_the_schedule_reproduces_the_events():
     race = ptdump_race("arm64-64k-48", "naive")
-    first = ptdump_then_remove(race, 2)
+    first = ptdump_then_remove(race)
     again = race.scheduler()
     again.follow(first.schedule)
     assert first.machine.events

@@ -18,15 +18,15 @@ era. Without the lock, the walker can read a table page that ``free_empty_tables
 just freed: a use-after-free, and in v5.4 a garbage "table" entry could even trip
 ``BUG_ON(pmd_bad())``.
 
-Granularity. Coarse (the default): one step per table page, read whole (the walker reads a
-whole table page while it is at it) with the child tables it points at noted then, so a dump
-is tens of steps and never goes back to a parent. ``machine.fine``: the v5.4 walk entry by
-entry: a ``READ_ONCE`` of each table entry is its own step, then ``p?d_offset()`` /
-``pte_offset_kernel()`` reads that entry again to find the child, the child is walked, and
-the walk comes back to the parent's next entry, read from the parent page as it is *then*:
-a parent freed while the walker was in a child is read after its free. A run of none entries
-(or of leaves: blocks above the PTE level, pages in a PTE table) is one step, as
-``note_page()`` would fold it into one line. The text itself comes from :mod:`mmkit.mm.ptdump`.
+Granularity. The walk goes entry by entry as v5.4's does: a ``READ_ONCE`` of each table
+entry is its own step, then ``p?d_offset()`` / ``pte_offset_kernel()`` reads that entry
+again to find the child, the child is walked, and the walk comes back to the parent's next
+entry, read from the parent page as it is *then*: a parent freed while the walker was in a
+child is read after its free. A run of none entries (or of leaves: blocks above the PTE
+level, pages in a PTE table) is one step, as ``note_page()`` folds it into one line; it
+leads nowhere, so splitting it would show nothing more (and a 64K-page table holds 8192
+entries): ``machine.fine`` walks the same steps. The text itself comes from
+:mod:`mmkit.mm.ptdump`.
 """
 
 from __future__ import annotations
@@ -57,65 +57,16 @@ def ptdump_show(m: Machine, *, take_lock: bool | None = None) -> Iterator[Step]:
         take_lock = m.policy.ptdump_hotplug_lock
     if take_lock:
         yield from m.lock("ptdump_show", "mem_hotplug_lock", mode="read")
-    if m.fine:
-        top = m.pgtables.levels[0]
-        walk = _Walk(m)
-        yield from walk.table(0, m.pgtables.pgd_pfn, -(top.ptrs << top.shift) & ((1 << 64) - 1))
-        if take_lock and not walk.died:
-            yield from m.unlock("ptdump_show", "mem_hotplug_lock")
-        return len(walk.seen)
-    pt = m.pgtables
-    last = len(pt.levels) - 1
-    top = pt.levels[0]
-    # (table pfn, depth, first VA the table maps)
-    stack: list[tuple[int, int, int]] = [
-        (pt.pgd_pfn, 0, -(top.ptrs << top.shift) & ((1 << 64) - 1))
-    ]
-    read = 0
-    while stack:
-        table, depth, va = stack.pop()
-        level = pt.levels[depth]
-        step = Step(
-            "read",
-            _WALK_FN[level.name],
-            f"{level.name} = READ_ONCE(*{level.name}p) for each of {level.ptrs} entries",
-            level.name,
-            va,
-            table,
-            0,
-            count=level.ptrs,
-            va_step=level.entry_size,
-        )
-        yield step
-        read += 1
-        if table not in pt.info:  # the walker holds a pointer into a freed page
-            frame = m.physmem.frame(table)
-            m.record_event(
-                "use-after-free",
-                _WALK_FN[level.name],
-                f"ptdump read {level.name} table pfn {table:#x} (VA {va:#x}) after it was freed",
-                va=va,
-                pfn=table,
-                freed_by=frame.freed_by if frame else None,
-                thread=getattr(m, "current_thread", ""),
-            )
-        entries = pt.content[table][: level.ptrs]
-        step.note = f"{int(np.count_nonzero(entries))} entries set"
-        if depth == last:
-            step.result = ()
-            continue
-        tables = np.flatnonzero((entries & np.uint64(3)) == np.uint64(3)).tolist()
-        children = [pt.next_table(int(entries[idx])) for idx in tables]
-        step.result = tuple(children)
-        for idx, child in zip(reversed(tables), reversed(children), strict=True):
-            stack.append((child, depth + 1, va + idx * level.entry_size))  # depth first
-    if take_lock:
+    top = m.pgtables.levels[0]
+    walk = _Walk(m)
+    yield from walk.table(0, m.pgtables.pgd_pfn, -(top.ptrs << top.shift) & ((1 << 64) - 1))
+    if take_lock and not walk.died:
         yield from m.unlock("ptdump_show", "mem_hotplug_lock")
-    return read
+    return len(walk.seen)
 
 
 class _Walk:
-    """The v5.4 walk, entry by entry (``machine.fine``; module docstring)."""
+    """The v5.4 walk, entry by entry (module docstring)."""
 
     def __init__(self, m: Machine) -> None:
         self.m = m

@@ -81,7 +81,8 @@ def remove_pgd_mapping(m: Machine, start: int, size: int) -> Iterator[Step]:
         va=start,
     )
     bounds = (m.macros["PAGE_OFFSET"], m.macros["PAGE_END"]) if p.linear_floor_ceiling else None
-    yield from _teardown(m, "__remove_pgd_mapping", start, start + size, False, True, bounds)
+    for op in _teardown(m, "__remove_pgd_mapping", start, start + size, False, True, bounds):
+        yield from op
 
 
 def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
@@ -94,7 +95,8 @@ def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
     bounds = None
     if p.vmemmap_tables == "floor-ceiling":
         bounds = (m.macros["VMEMMAP_START"], m.desc.vmemmap_end)
-    yield from _teardown(m, "vmemmap_free", start, end, True, free_tables, bounds)
+    for op in _teardown(m, "vmemmap_free", start, end, True, free_tables, bounds):
+        yield from op
 
 
 def _teardown(
@@ -105,25 +107,25 @@ def _teardown(
     free_mapped: bool,
     free_tables: bool,
     bounds: tuple[int, int] | None,
-) -> Iterator[Step]:
-    """The policy's teardown of [start, end): V3's single ``remove_pagetable()`` walk
-    (``passes`` 1, which takes the ptl itself) or ``unmap_hotplug_range()`` then (if
-    ``free_tables``) ``free_empty_tables()``, under ``init_mm.page_table_lock`` when
-    ``pgtable_lock``; ``bounds`` is the (floor, ceiling) a table must lie inside to be freed."""
+) -> list[Iterator[Step]]:
+    """The policy's teardown of [start, end), as the calls the caller makes in turn: V3's
+    single ``remove_pagetable()`` walk (``passes`` 1, which takes the ptl itself) or
+    ``unmap_hotplug_range()`` then (if ``free_tables``) ``free_empty_tables()``, under
+    ``init_mm.page_table_lock`` when ``pgtable_lock``; ``bounds`` is the (floor, ceiling) a
+    table must lie inside to be freed. (A list of calls, not one generator, so that each
+    kernel function is its own frame for a stepping view.)"""
     p = m.policy
     if p.passes == 1:
-        yield from remove_pagetable(m, start, end, free_mapped, free_tables, bounds)
-        return
-    if p.pgtable_lock:
-        yield from m.lock(fn, PTL)
-    yield from unmap_hotplug_range(m, start, end, free_mapped)
+        return [remove_pagetable(m, start, end, free_mapped, free_tables, bounds)]
+    ops = [unmap_hotplug_range(m, start, end, free_mapped)]
     if free_tables:
         floor, ceiling = bounds or (0, 0)
-        yield from free_empty_tables(
-            m, start, end, floor, ceiling, floor_ceiling=bounds is not None
+        ops.append(
+            free_empty_tables(m, start, end, floor, ceiling, floor_ceiling=bounds is not None)
         )
     if p.pgtable_lock:
-        yield from m.unlock(fn, PTL)
+        ops = [m.lock(fn, PTL), *ops, m.unlock(fn, PTL)]
+    return ops
 
 
 def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
