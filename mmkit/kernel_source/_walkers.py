@@ -151,9 +151,9 @@ def _walk(level: str) -> Listing:
         f"walk_{level}",
         "v5.4",
         "arch/arm64/mm/dump.c",
-        "Coarse, the model reads a whole table page in one step; Machine(fine=True) walks "
-        "entry by entry as here, reading the parent again after each child, so a table "
-        "freed meanwhile (the parent too) is read after free.",
+        "The model walks entry by entry as here (a run of gaps or leaves is one step), "
+        "reading the parent again after each child, so a table freed meanwhile (the "
+        "parent too) is read after free.",
         text,
     )
 
