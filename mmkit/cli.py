@@ -315,9 +315,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_lab(args: argparse.Namespace) -> int:
     from mmkit import lab
 
-    return lab.run_lab(
-        notebook_dir=args.notebook_dir, port=args.port, open_browser=not args.no_browser
-    )
+    return lab.run_lab(args.workspace, port=args.port, ip=args.ip, open_browser=not args.no_browser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -378,9 +376,28 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_explore.add_parser(sub, _at_least)
 
-    c = sub.add_parser("lab", help="start JupyterLab on the lessons (loopback, with a token)")
-    c.add_argument("--notebook-dir", default=None, help="folder to open (default: the lessons)")
-    c.add_argument("--port", type=int, default=None)
+    c = sub.add_parser(
+        "lab",
+        help="copy the lessons into your workspace and start JupyterLab there",
+        description=(
+            "Copy the lessons into a workspace of your own (first run; later runs add new "
+            "lessons and never overwrite a file you changed: the new version goes beside it "
+            "as NAME.new.ipynb), then start JupyterLab there on lesson 00. The server keeps "
+            "this terminal: stop it with Ctrl-C twice, or `jupyter server stop`. It listens on "
+            "loopback with a token. For a remote machine, keep loopback and tunnel: "
+            "`ssh -L 8888:127.0.0.1:8888 user@host`, then `mmkit lab --no-browser --port 8888` "
+            "there, and open the printed URL here; never --ip 0.0.0.0 without a token."
+        ),
+    )
+    c.add_argument(
+        "--workspace",
+        default=None,
+        metavar="DIR",
+        help="your copy of the lessons (default: $MMKIT_WORKSPACE or ~/mmkit-lessons; "
+        "never inside a git clone or the installed package)",
+    )
+    c.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: loopback)")
+    c.add_argument("--port", type=int, default=None, help="port (default: 8888 or next free)")
     c.add_argument("--no-browser", action="store_true", help="do not open a browser")
     c.set_defaults(func=_cmd_lab)
     return p

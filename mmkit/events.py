@@ -168,7 +168,7 @@ class Step:
             detail = f" -> {self.new:#x}"
         elif self.action in ("alloc", "free") and self.pfn is not None:
             many = f"{self.count} x " if self.count > 1 else ""
-            detail = f" pfn {self.pfn:#x} ({many}{self.size} bytes)"
+            detail = f" pfn {self.pfn:#x} ({many}{self.size:#x} bytes)"
         elif self.action == "tlbi":
             detail = f" {self.count} x {self.note}"
         return f"{self.function}: {self.line} [{self.action}] {' '.join(where)}{detail}".rstrip()

@@ -19,9 +19,18 @@ def test_bench_quick_json_has_stable_keys(capsys):
         "explore_ptdump_4k_48_naive_bound2_s",
         "explore_lesson_races_slowest_s",
         "explore_states_per_s",
+        "tree_1g_page_granular_nodes",
+        "tree_1g_page_granular_build_ms",
+        "stepper_1g_rodata_full_steps",
+        "stepper_step_ms_p50",
+        "stepper_step_ms_p95",
+        "lessons_executed",
+        "lessons_total_s",
+        "lesson_kernel_peak_mib",
     ):
         assert key in figures and figures[key] > 0
     assert all(k == k.lower() and " " not in k for k in figures)
+    assert figures["stepper_step_ms_p50"] <= figures["stepper_step_ms_p95"]
     ratio = figures["hotplug_1g_floor_ratio"]
     assert abs(ratio - figures["hotplug_1g_rodata_full_s"] / figures["numpy_floor_1g_s"]) < (
         0.01 * ratio

@@ -44,7 +44,8 @@ def test_any_registered_configuration_draws(name: str) -> None:
     # Plugins' configurations too (CI installs plugins/*), with their default options.
     desc = arch.get(name)
     _check_bars(desc)
-    assert layout_figure(desc).layout.title.text.startswith(f"{name}: kernel VA layout")
+    kind = "teaching VA layout" if getattr(desc, "teaching_layout", False) else "kernel VA layout"
+    assert layout_figure(desc).layout.title.text.startswith(f"{name}: {kind}")
 
 
 @dataclass(frozen=True)
@@ -215,3 +216,9 @@ def test_schematic_axis_is_monotonic(addresses: list[int]) -> None:
     xs = [axis.x(va) for va in ordered]
     assert xs == sorted(xs)
     assert all(0 <= x <= axis.length for x in xs)
+
+
+def test_a_teaching_layout_is_never_titled_a_kernel_layout() -> None:
+    title = layout_figure(arch.get("teach-4k-39")).layout.title.text
+    assert title.startswith("teach-4k-39: teaching VA layout (not a kernel's)")
+    assert "kernel VA layout" not in title

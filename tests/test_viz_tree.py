@@ -22,6 +22,7 @@ from mmkit.machine import Machine
 from mmkit.viz.layout import KIND_COLORS
 from mmkit.viz.tree import (
     NODELINK_MAX_NODES,
+    REGION_COLORS,
     STATE_COLORS,
     diff_summary,
     tree_diff_figure,
@@ -168,8 +169,12 @@ def test_region_colours_are_the_layout_colours():
     nodes = tree_nodes(m)
     colors = tree_figure(m, color="region").data[0].marker.colors
     for n, c in list(zip(nodes, colors, strict=True))[1:]:
-        assert c == KIND_COLORS[n.region], n
+        # the layout's colours, and one more for the kernel image inside vmalloc
+        assert c == (REGION_COLORS["kernel"] if n.region == "kernel" else KIND_COLORS[n.region]), n
+        inside = m.kimage_va <= n.va_start and n.va_end <= m.kimage_end
+        assert (n.region == "kernel") == inside, n
     assert len(set(colors[1:])) >= 3  # linear map, vmemmap, vmalloc, fixmap...
+    assert REGION_COLORS["kernel"] in colors  # the image's PTE tables and runs
 
 
 @pytest.mark.parametrize("config", ["teach-4k-39", "arm64-4k-48", "arm64-64k-52"])

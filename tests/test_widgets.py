@@ -20,15 +20,16 @@ from mmkit.tables import layout_html
 from mmkit.testing import tmp_plugin
 from mmkit.viz import layout_figure
 from mmkit.widgets import ConfigExplorer, OverlapExercise, check_v7_answer
+from mmkit.widgets._base import FIGURE_WIDTH
+from mmkit.widgets._sync import plain
 from mmkit.widgets.welcome import v7_candidates, v7_flagged
 
 
 def _plain(fig: go.Figure) -> dict[str, Any]:
-    """The figure as data, without the trace uids a live FigureWidget adds."""
-    data = fig.to_dict()
-    for trace in data["data"]:
-        trace.pop("uid", None)
-    return data
+    """The figure as data, without the trace uids and the width a live FigureWidget adds."""
+    if isinstance(fig, go.FigureWidget):
+        assert fig.layout.width == FIGURE_WIDTH
+    return plain(fig)
 
 
 def _title(explorer: ConfigExplorer) -> str:

@@ -427,3 +427,40 @@ def test_step_latencies_times_every_step_to_the_end() -> None:
     assert len(times) == 5 and s.position == 5 and all(t > 0 for t in times)
     rest = step_latencies(s)
     assert s.position == 5 + len(rest) and not s.can_step
+
+
+@pytest.mark.parametrize("policy", ["naive", "v3", "v6", "v7", "v5.7"])
+@pytest.mark.parametrize("rodata_full", [False, True])
+def test_step_into_every_policy_ends_where_the_coarse_run_ends(
+    policy: str, rodata_full: bool
+) -> None:
+    size = block(SMALL)
+    base = Machine(SMALL, policy=policy, rodata_full=rodata_full, online_type="offline")
+    base.add_memory(0, START, size)
+
+    def make() -> tuple[Machine, list[Thread]]:
+        m = copy.deepcopy(base)
+        return m, [Thread("H", "remove", 0, remove_memory(m, START, size))]
+
+    direct = Scheduler(make)
+    direct.run()
+    splittable = 0
+    session = Stepper.hot_remove(
+        SMALL, START, size, policy=policy, rodata_full=rodata_full
+    ).session  # the widget's moves without its panes: this checks the engine side
+    for k, step in enumerate(direct.history):
+        if not step.coarse or splittable == 2:  # two are enough; each is a whole fine run
+            continue
+        session.reset()
+        for _ in range(k):
+            session.step()
+        try:
+            session.step_into()
+        except InvalidArgument as err:
+            assert "takes this step whole" in str(err)
+            continue
+        splittable += 1
+        session.run_to_end()
+        assert session.machine.digest() == direct.machine.digest()
+        assert session.events == direct.machine.events == []
+    assert splittable > 0

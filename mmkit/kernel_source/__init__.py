@@ -126,7 +126,7 @@ WIDTH = 72
 _PRE = (
     "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', "
     "monospace; font-size: 12px; line-height: 1.35; margin: 0; padding: 4px 6px; "
-    "white-space: pre; overflow-x: auto; background: #fafafa; border: 1px solid #ddd"
+    "white-space: pre-wrap; overflow-wrap: anywhere; background: #fafafa; border: 1px solid #ddd"
 )
 _HEAD = "color: #555; font-weight: bold"
 _NOTE = "color: #777; font-style: italic"

@@ -98,9 +98,9 @@ def comparison_figure(
         cols=3,
         horizontal_spacing=0.08,
         subplot_titles=(
-            "table pages: allocated, freed, left",
-            "left behind, by level/region",
-            "TLB invalidations (log scale; no bar = 0)",
+            "table pages:<br>allocated, freed, left",
+            "left behind,<br>by level/region",
+            "TLB invalidations<br>(log scale; no bar = 0)",
         ),
     )
     counts = {

@@ -378,9 +378,15 @@ def _boundary_shapes(boundaries: Sequence[int], axis: SchematicAxis) -> list[dic
 def _title(descriptor: ArchDescriptor) -> str:
     kernel = getattr(descriptor, "kernel", None)
     kasan = getattr(descriptor, "kasan", None)
-    head = f"{descriptor.name}: kernel VA layout"
-    if kernel:
-        head += f", Linux {kernel}"
+    if getattr(descriptor, "teaching_layout", False):
+        # not a kernel's layout: say so, and which era's layout it rearranges
+        head = f"{descriptor.name}: teaching VA layout (not a kernel's)"
+        if kernel:
+            head += f", rearranged from Linux {kernel}"
+    else:
+        head = f"{descriptor.name}: kernel VA layout"
+        if kernel:
+            head += f", Linux {kernel}"
     if kasan:
         head += f", KASAN {kasan}"
     report = getattr(descriptor, "vmalloc_vmemmap_overlap", None)

@@ -30,7 +30,6 @@ no row) are drawn narrow, with their size written in them.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ import plotly.graph_objects as go
 from mmkit.arch import format_size
 from mmkit.mm.memblock import MAX_NUMNODES, MemblockFlags, MemblockRegion, pfn_valid_why
 from mmkit.viz._common import OKABE_ITO, RED, machine_label
-from mmkit.viz.layout import KIND_COLORS
+from mmkit.viz.layout import KIND_COLORS, SchematicAxis
 
 __all__ = ["PhysAxis", "memblock_figure", "section_runs"]
 
@@ -57,17 +56,17 @@ _SCALE = 16.0  #: width of the largest piece, on top of the 1 every piece gets
 
 
 @dataclass(frozen=True)
-class PhysAxis:
-    """Maps physical addresses to the figure's schematic x (see the module docstring)."""
+class PhysAxis(SchematicAxis):
+    """Maps physical addresses to the figure's schematic x (see the module docstring); the
+    pieces are placed as the layout figure's are (:class:`~mmkit.viz.layout.SchematicAxis`),
+    but sized by this figure's rule."""
 
-    starts: tuple[int, ...]  #: first address of each piece
-    ends: tuple[int, ...]  #: end (exclusive) of each piece
-    lefts: tuple[float, ...]  #: x of each piece's start
-    widths: tuple[float, ...]
     holes: tuple[bool, ...]  #: whether the piece lies in no region
 
     @classmethod
-    def of(cls, ranges: list[tuple[int, int]], extra: tuple[int, ...] = ()) -> PhysAxis:
+    def of(  # type: ignore[override]
+        cls, ranges: list[tuple[int, int]], extra: tuple[int, ...] = ()
+    ) -> PhysAxis:
         """An axis through every edge of ``ranges`` (``(base, end)`` pairs) and ``extra``."""
         edges = sorted({e for r in ranges for e in r} | set(extra))
         if len(edges) < 2:
@@ -97,21 +96,6 @@ class PhysAxis:
             tuple(lefts),
             tuple(widths),
             tuple(not c for c in covered),
-        )
-
-    @property
-    def length(self) -> float:
-        return self.lefts[-1] + self.widths[-1]
-
-    def x(self, pa: int) -> float:
-        """The x of ``pa`` (clamped to the axis)."""
-        if pa <= self.starts[0]:
-            return 0.0
-        if pa >= self.ends[-1]:
-            return self.length
-        i = bisect.bisect_right(self.starts, pa) - 1
-        return self.lefts[i] + self.widths[i] * (pa - self.starts[i]) / (
-            self.ends[i] - self.starts[i]
         )
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NODELINK_MAX_NODES",
+    "REGION_COLORS",
     "STATE_COLORS",
     "STATE_LABELS",
     "STYLES",
@@ -96,6 +97,14 @@ STATE_LABELS: dict[str, str] = {
     "empty": "empty table page",
     "added": "added",
     "live": "live",
+}
+
+#: Region colours of the tree: the layout figure's, and the kernel image (inside vmalloc).
+REGION_COLORS: dict[str, str] = {**KIND_COLORS, "kernel": "#882255"}
+REGION_LABELS: dict[str, str] = {
+    **KIND_LABELS,
+    "kernel": "kernel image",
+    "kernel-va": "the kernel's half of the VA space",
 }
 
 #: The largest tree drawn as nodes and edges.
@@ -174,7 +183,7 @@ def _title(n: TreeNode) -> str:
 
 def _customdata(m: Machine, n: TreeNode) -> list[str]:
     state = STATE_LABELS[n.state] + (f": {n.note}" if n.note else "")
-    region = KIND_LABELS.get(n.region, n.region)
+    region = REGION_LABELS.get(n.region, n.region)
     last = (n.va_end - 1) & ((1 << 64) - 1)
     va = f"VA {n.va_start:#x}–{last:#x} ({format_size(n.span)}), {region}"
     raw_level = n.hw_level - 1 if n.kind in ("table", "tables") else n.hw_level
@@ -189,7 +198,7 @@ def _colors(nodes: Sequence[TreeNode], color: str) -> list[str]:
         elif color == "state" or n.state in ("freed", "unmapped"):
             out.append(STATE_COLORS[n.state])
         else:
-            out.append(KIND_COLORS.get(n.region, "#999999"))
+            out.append(REGION_COLORS.get(n.region, "#999999"))
     return out
 
 
@@ -336,10 +345,10 @@ def _legend(nodes: Sequence[TreeNode], color: str, *, counts: bool = True) -> st
         return "   ".join(parts)
     kinds = sorted(
         {n.region for n in nodes[1:]},
-        key=lambda k: list(KIND_COLORS).index(k) if k in KIND_COLORS else 99,
+        key=lambda k: list(REGION_COLORS).index(k) if k in REGION_COLORS else 99,
     )
     return "   ".join(
-        f"<span style='color:{KIND_COLORS.get(k, '#999999')}'>■</span> {KIND_LABELS.get(k, k)}"
+        f"<span style='color:{REGION_COLORS.get(k, '#999999')}'>■</span> {REGION_LABELS.get(k, k)}"
         for k in kinds
     )
 
@@ -436,9 +445,9 @@ def _figure(parts: _TreeParts) -> go.Figure:
         annotations=[_legend_annotation(parts.legend)],
         uniformtext={"minsize": 9, "mode": "hide"},
     )
-    if parts.types[0] == "scatter":  # node-link: no axes
-        depth = max(n.hw_level for n in parts.nodes) - parts.nodes[0].hw_level
-        fig.update_xaxes(visible=False, range=[-0.1, depth + 0.75])
+    if parts.types[0] == "scatter":  # node-link: no axes; room on the right for the labels
+        depth = max(parts.props[1]["x"])
+        fig.update_xaxes(visible=False, range=[-0.1, depth + 0.9])
         fig.update_yaxes(visible=False)
         fig.update_layout(plot_bgcolor="white")
     return fig
@@ -453,9 +462,11 @@ def update_tree_figure(fig: go.Figure, m: Machine, **options: Any) -> None:
     parts = _tree_parts(m, **options)
     if [t.type for t in fig.data] != parts.types:
         new = _figure(parts)
+        width = fig.layout.width  # a widget's own width stays
         fig.data = ()
         fig.add_traces(list(new.data))
         fig.layout = new.layout
+        fig.layout.width = width
         fig._mmkit_tree = parts  # type: ignore[attr-defined]
         return
     last: _TreeParts | None = getattr(fig, "_mmkit_tree", None)

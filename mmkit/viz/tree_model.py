@@ -97,6 +97,11 @@ class TreeSnapshot:
     tables: dict[int, _SnapTable]
     label: str = ""
     events: int = 0
+    #: per run of child tables, what the snapshot held (the snapshot never changes, so a
+    #: stepping view redrawing against it computes this once)
+    _stacks: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:
         return f"TreeSnapshot({self.label or 'unnamed'}: {len(self.tables)} table pages)"
@@ -191,6 +196,8 @@ class _Builder:
         #: the VA of PGD entry 0 (entries count from there; the kernel uses the top ones)
         self.root_va = (1 << 64) - top.ptrs * top.entry_size
         self.nodes: list[TreeNode] = []
+        #: [_text, _end) of the kernel image's mapping, as boot mapped it
+        self.image = (getattr(m, "kimage_va", 0), getattr(m, "kimage_end", 0))
         self.static = dict(zip(getattr(m, "_static_tables", ()), _STATIC_NAMES, strict=False))
         self.uaf = self._uaf_pfns()
         self.shared = self._shared_pfns()
@@ -233,6 +240,14 @@ class _Builder:
         span = self.pt.span(depth)
         return va - (va - self.root_va) % span
 
+    def _region(self, lo: int, hi: int, engine: str | None = None) -> str:
+        """The region a node is coloured by: ``"kernel"`` when it maps only kernel image
+        addresses (memory.rst puts the image inside the vmalloc area), else the engine's
+        region of the table (``engine``) or of its first address."""
+        if self.image[0] <= lo and hi <= self.image[1]:
+            return "kernel"
+        return engine if engine is not None else self.m.desc.region_of(lo).kind
+
     def _snap_entries(self, pfn: int, depth: int, va: int) -> np.ndarray | None:
         """The table's entries at the snapshot, if it was the same table then."""
         if self.since is None:
@@ -254,7 +269,7 @@ class _Builder:
             top.hw_level,
             max(self.root_va, self.m.desc.kernel_va_start()),
             1 << 64,
-            "kernel",
+            "kernel-va",
             "live",
             pfn=pt.pgd_pfn,
             boot=True,
@@ -312,7 +327,6 @@ class _Builder:
             attrs = attrs ^ (changed << np.uint64(63))
         breaks = np.flatnonzero((np.diff(idx) != 1) | (attrs[1:] != attrs[:-1])) + 1
         bounds = [0, *breaks.tolist(), int(idx.size)]
-        region_of = self.m.desc.region_of
         out = []
         for s, e in itertools.pairwise(bounds):
             i0 = int(idx[s])
@@ -332,7 +346,7 @@ class _Builder:
                 level.hw_level,
                 va,
                 va + (e - s) * level.entry_size,
-                region_of(va).kind,
+                self._region(va, va + (e - s) * level.entry_size),
                 state,
                 count=e - s,
                 index=i0,
@@ -358,7 +372,11 @@ class _Builder:
         n = int(idx.size)
         if child_depth != len(self.levels) - 1 or n < self.fold_min:
             return [self._child_table(arr, i, depth, va0, pid) for i in idx.tolist()]
-        pfns = [pt.next_table(raw) for raw in arr[idx].tolist()]
+        if pt.pa_bits == 52:  # the address field is split: the engine's own decoding
+            pfns = [pt.next_table(raw) for raw in arr[idx].tolist()]
+        else:  # __pte_to_phys() is a mask below 52 bits: decode them all at once
+            mask, shift = np.uint64(pt.addr_mask), np.uint64(pt.page_shift)
+            pfns = ((arr[idx] & mask) >> shift).tolist()
         info = pt.info
         ok = [p in info and p not in self.uaf and p not in self.shared for p in pfns]
         ptrs = self.levels[child_depth].ptrs
@@ -368,19 +386,9 @@ class _Builder:
         simple = (mat != 0).all(axis=1) & (attrs == attrs[:, :1]).all(axis=1) & np.array(ok)
         added = np.zeros(n, bool)
         if self.since is not None:
-            snap = self.since.tables
-            step = self.levels[depth].entry_size
-            olds = []
-            for k, (p, i) in enumerate(zip(pfns, idx.tolist(), strict=True)):
-                old = snap.get(p)
-                same = old is not None and (old.depth, old.va_start) == (
-                    child_depth,
-                    va0 + i * step,
-                )
-                added[k] = not same
-                olds.append(old.content[:ptrs] if same else zero)  # type: ignore[union-attr]
+            added, old_mat = self._snap_stack(pfns, idx, depth, va0)
             # a table changed in place since the snapshot is drawn entry by entry
-            simple &= added | (np.stack(olds) == mat).all(axis=1)
+            simple &= added | (old_mat == mat).all(axis=1)
         regions: dict[str, int] = {}
         region = np.array(
             [
@@ -406,6 +414,31 @@ class _Builder:
                 out.append(self._uniform_run(arr, idx, pfns, k, j, depth, va0, pid, key))
             else:
                 out.extend(self._child_table(arr, int(i), depth, va0, pid) for i in idx[k:j])
+        return out
+
+    def _snap_stack(
+        self, pfns: list[int], idx: np.ndarray, depth: int, va0: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which of these child tables are new since the snapshot, and what the others held
+        then (zeros for the new ones)."""
+        assert self.since is not None
+        key = (depth, va0, tuple(pfns), idx.tobytes())
+        cached = self.since._stacks.get(key)
+        if cached is not None:
+            return cached
+        snap = self.since.tables
+        step = self.levels[depth].entry_size
+        ptrs = self.levels[depth + 1].ptrs
+        zero = np.zeros(ptrs, np.uint64)
+        added = np.zeros(len(pfns), bool)
+        olds = []
+        for k, (p, i) in enumerate(zip(pfns, idx.tolist(), strict=True)):
+            old = snap.get(p)
+            same = old is not None and (old.depth, old.va_start) == (depth + 1, va0 + i * step)
+            added[k] = not same
+            olds.append(old.content[:ptrs] if same else zero)  # type: ignore[union-attr]
+        out = (added, np.stack(olds))
+        self.since._stacks[key] = out
         return out
 
     def _uniform_run(
@@ -466,7 +499,9 @@ class _Builder:
             level.hw_level,
             va,
             min(va + pt.span(child_depth), 1 << 64),
-            info.region if info else self.m.desc.region_of(va).kind,
+            self._region(
+                va, min(va + pt.span(child_depth), 1 << 64), info.region if info else None
+            ),
             "live",
             index=i,
             pfn=cpfn,

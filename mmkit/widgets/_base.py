@@ -26,10 +26,17 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 
 from mmkit.errors import MmkitError
 
-__all__ = ["ErrorPane", "hex_or_dash"]
+__all__ = ["FIGURE_WIDTH", "ErrorPane", "figure_widget", "hex_or_dash"]
+
+#: Width (px) of a widget's figure. A ``FigureWidget`` is drawn before JupyterLab has laid
+#: out its output area, falls back to plotly.js's 700 px default and never grows (checked
+#: in JupyterLab 4 with plotly 6); so widgets give theirs a width that fills a notebook's
+#: 848 px output area at 1280 px with the file browser open.
+FIGURE_WIDTH = 840
 
 log = logging.getLogger("mmkit.widgets")
 
@@ -73,6 +80,15 @@ class ErrorPane:
                 self.clear()
 
         return wrapper
+
+
+def figure_widget(fig: go.Figure) -> go.FigureWidget:
+    """A ``FigureWidget`` of ``fig`` that is :data:`FIGURE_WIDTH` wide (unless ``fig`` sets
+    a width of its own)."""
+    live = go.FigureWidget(fig)
+    if fig.layout.width is None:
+        live.layout.width = FIGURE_WIDTH
+    return live
 
 
 def hex_or_dash(value: int | None) -> str:

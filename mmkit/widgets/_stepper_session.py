@@ -27,6 +27,15 @@ when a kernel event is recorded (a bug is never stepped over), or when nothing c
 
 **Step into** (see :mod:`mmkit.widgets._stepper_fine`) switches the session to the fine
 version of the scenario (``machine.fine = True``: one step per entry) at the same point.
+
+>>> from mmkit.scenarios.races import ptdump_race
+>>> s = StepSession(ptdump_race("arm64-4k-48", "naive").make)
+>>> while s.next_step().function != "vmemmap_free":
+...     _ = s.step()
+>>> s.position, s.step_over(), s.next_step().function  # vmemmap_free() ran to its return
+(9, 36, '__remove_pgd_mapping')
+>>> s.back(); s.position, s.next_step().action  # its last step: freeing an empty table
+(44, 'free')
 """
 
 from __future__ import annotations

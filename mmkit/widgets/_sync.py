@@ -43,8 +43,10 @@ def sync_figure(live: go.FigureWidget, static: go.Figure) -> None:
             for key, value in _props(new).items():
                 trace[key] = value  # assignment replaces the whole subtree
         new_layout = static.layout.to_plotly_json()
-        if live.layout.to_plotly_json().keys() != new_layout.keys():
+        width = live.layout.width  # the widget's own (see mmkit.widgets._base.FIGURE_WIDTH)
+        if live.layout.to_plotly_json().keys() - {"width"} != new_layout.keys() - {"width"}:
             live.layout = static.layout
+            live.layout.width = width
         else:
             for key, value in new_layout.items():
                 if key != "template":
@@ -57,4 +59,6 @@ def plain(fig: go.Figure) -> dict[str, Any]:
     data = fig.to_dict()
     for trace in data["data"]:
         trace.pop("uid", None)
+    if isinstance(fig, go.FigureWidget):  # its width is the widget's, not the figure's
+        data["layout"].pop("width", None)
     return data

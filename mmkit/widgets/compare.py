@@ -31,7 +31,7 @@ from mmkit.errors import InvalidArgument, UnknownName
 from mmkit.machine import Machine
 from mmkit.mm.compare import PolicyOutcome, compare_policies
 from mmkit.viz._common import config_label
-from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._base import ErrorPane, figure_widget
 from mmkit.widgets._sync import sync_figure
 
 __all__ = ["PolicyComparison", "default_block"]
@@ -110,7 +110,7 @@ class PolicyComparison:
             layout=widgets.Layout(width="260px"),
         )
         self.table = widgets.HTML()
-        self.chart = go.FigureWidget(self.static_chart())
+        self.chart = figure_widget(self.static_chart())
         self.left_picker = widgets.Dropdown(
             options=names, value=left, description="Left tree", layout=widgets.Layout(width="200px")
         )
@@ -120,7 +120,7 @@ class PolicyComparison:
             description="Right tree",
             layout=widgets.Layout(width="200px"),
         )
-        self.trees = go.FigureWidget(self.static_trees())
+        self.trees = figure_widget(self.static_trees())
 
         guard = self.errors.guard
         self.config_picker.observe(guard(self._on_config), names="value")
@@ -296,6 +296,11 @@ class PolicyComparison:
         # the configuration is in the title; the log goes under the table, one line per report
         frame = self.frame().drop(columns=["config", "kernel log"], errors="ignore").reset_index()
         table = frame.to_html(border=0, index=False, classes="mmkit-compare")
+        # numbers right-aligned under their right-aligned headers, the policy name left
+        table = (
+            "<style>.mmkit-compare td{text-align:right;padding:2px 8px}"
+            ".mmkit-compare td:first-child{text-align:left}</style>" + table
+        )
         logs = "".join(
             f"<li><b>{html.escape(o.policy)}</b><pre style='margin:0;white-space:pre-wrap'>"
             f"{html.escape(chr(10).join(o.events))}</pre></li>"

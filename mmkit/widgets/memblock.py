@@ -37,7 +37,7 @@ from mmkit.errors import InvalidArgument
 from mmkit.machine import Machine
 from mmkit.scenarios.memblock_order import Frame, MemblockOrderScenario, memblock_order
 from mmkit.viz._common import RED, machine_label
-from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._base import ErrorPane, figure_widget
 from mmkit.widgets._source import source_html
 from mmkit.widgets._sync import sync_figure
 
@@ -117,8 +117,8 @@ class MemblockOrder:
         self.pfn_html = widgets.HTML()
         self.banner = widgets.HTML()
         mb, sysfs = self.static_figures()
-        self.memblock = go.FigureWidget(mb)
-        self.sysfs = go.FigureWidget(sysfs)
+        self.memblock = figure_widget(mb)
+        self.sysfs = figure_widget(sysfs)
 
         guard = self.errors.guard
         self.back_button.on_click(guard(lambda _b: self.back()))

@@ -43,7 +43,7 @@ from mmkit.sched import Scheduler
 from mmkit.sched.explore import FAILING_KINDS, ExploreResult
 from mmkit.viz._common import machine_label
 from mmkit.viz.timeline import timeline_figure
-from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._base import ErrorPane, figure_widget
 from mmkit.widgets._race_panes import banner_html, button_text, goal_html, result_html, state_html
 from mmkit.widgets._race_spec import (
     DEFAULT_CONFIGS,
@@ -161,7 +161,7 @@ class RaceExplorer:
         self.stepper_box = widgets.VBox()
 
         self._use(built)
-        self.figure = go.FigureWidget(self.static_figure())
+        self.figure = figure_widget(self.static_figure())
 
         guard = self.errors.guard
         self.undo_button.on_click(guard(lambda _b: self.undo()))

@@ -44,10 +44,8 @@ in the widget, and the widget keeps working.
 
 from __future__ import annotations
 
-import copy
-import html
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as widgets
@@ -56,45 +54,23 @@ import plotly.graph_objects as go
 from mmkit.errors import InvalidArgument
 from mmkit.events import Step
 from mmkit.machine import Machine
-from mmkit.sched import Thread
-from mmkit.widgets._base import ErrorPane
+from mmkit.widgets._base import ErrorPane, figure_widget
 from mmkit.widgets._source import source_html
+from mmkit.widgets._stepper_controls import COLORS, STYLES, StepperControls
+from mmkit.widgets._stepper_panes import PANE, log_html, status_html
+from mmkit.widgets._stepper_scenarios import (
+    hot_add_scenario,
+    hot_remove_scenario,
+    operation_factory,
+)
 from mmkit.widgets._stepper_session import AUTO, Factory, StepSession, fine_factory
 
 __all__ = ["COLORS", "STYLES", "Stepper", "step_latencies"]
 
-#: tree styles of :func:`mmkit.viz.tree.tree_figure`
-STYLES: tuple[str, ...] = ("icicle", "treemap", "sunburst", "nodelink")
-#: tree colourings
-COLORS: tuple[str, ...] = ("state", "region")
 
 #: step actions that change no page table and record no event by themselves: after one, the
 #: tree is not redrawn (an event recorded by any step redraws it)
 _INERT = frozenset({"read", "tlbi", "lock", "unlock", "memblock", "device", "sysfs"})
-
-_LOG_NEW = "background:#fff3b0"
-_PANE = "max-height:260px;overflow:auto;border:1px solid #ddd;padding:2px"
-
-
-def _threads_factory(factory: Callable[[], tuple[Machine, Any]], thread: str) -> Factory:
-    """A scheduler factory from ``() -> (machine, generator)`` (one thread named ``thread``),
-    or from a factory that already returns ``(machine, [Thread, ...])``."""
-
-    def make() -> tuple[Machine, Sequence[Thread]]:
-        machine, op = factory()
-        if isinstance(op, (list, tuple)) and all(isinstance(t, Thread) for t in op):
-            return machine, op
-        label = getattr(op, "__name__", "operation")
-        return machine, [Thread(thread, f"{label}()", 0, op)]
-
-    return make
-
-
-def _free_start(m: Machine, size: int) -> int:
-    """The lowest block-aligned address at or above 0x1_0000_0000 past boot memory."""
-    block = m.desc.memory_block_size
-    top = max([0x1_0000_0000, *(s + n for s, n in m.boot_memory)])
-    return (top + block - 1) & ~(block - 1)
 
 
 class Stepper:
@@ -137,7 +113,7 @@ class Stepper:
             factory: Factory = target.make
             heading = title or f"{target.name}: {target.description}"
         elif callable(target):
-            factory = _threads_factory(target, thread)
+            factory = operation_factory(target, thread)
             heading = title or ""
         else:
             raise InvalidArgument(
@@ -177,46 +153,16 @@ class Stepper:
         the first free block-aligned address from 0x1_0000_0000), then step its removal.
 
         ``op="remove_memory"`` (the default, what a lesson on the teardown wants) steps the
-        whole ``remove_memory()`` (``try_remove_memory``, v5.7 order unless ``kernel=`` says
-        otherwise): the locks, the memory block devices and node links, then
-        ``arch_remove_memory()`` (each section's ``vmemmap_free``, then the linear map's
-        ``__remove_pgd_mapping``: unmap pass, ``free_empty_tables`` pass) and memblock. The
-        range is added with ``add_memory()`` and left offline, as ``remove_memory`` needs.
+        whole ``remove_memory()``: the hotplug locks, the memory block devices and node links,
+        memblock, and ``arch_remove_memory()`` (each section's ``vmemmap_free``, then the
+        linear map's ``__remove_pgd_mapping``: unmap pass, ``free_empty_tables`` pass), in
+        the order of the machine's kernel (``kernel=``; by default the configuration's
+        v5.4, see :mod:`mmkit.mm.hotplug`). The range is added with ``add_memory()`` and
+        left offline, as ``remove_memory`` needs.
         ``op="arch_remove_memory"`` adds with ``arch_add_memory()`` alone and steps only the
         arm64 teardown (what ``mmkit bench`` times)."""
-        from mmkit.mm.hotplug import offline_memory_block, remove_memory
-        from mmkit.pgtable.arch_hotplug import check_hot_remove
-
-        if op not in ("remove_memory", "arch_remove_memory"):
-            raise InvalidArgument(
-                f"hot_remove op {op!r}", choices=("remove_memory", "arch_remove_memory")
-            )
-        machine_options.setdefault("online_type", "offline")
-        base = Machine(
-            config, policy=policy, rodata_full=rodata_full, record=False, **machine_options
-        )
-        size = size if size is not None else base.desc.memory_block_size
-        start = start if start is not None else _free_start(base, size)
-        if op == "remove_memory":
-            base.add_memory(0, start, size)
-            for b, blk in sorted(base.blocks.items()):
-                if start <= b * base.desc.memory_block_size < start + size and (
-                    blk.state != "offline"
-                ):
-                    base.run(offline_memory_block(base, b))
-        else:
-            base.hot_add(start, size)
-        base.history.clear()
-
-        def make() -> tuple[Machine, Any]:
-            m = copy.deepcopy(base)
-            if op == "remove_memory":
-                return m, remove_memory(m, start, size)
-            check_hot_remove(m, start, size)
-            return m, m.arch_remove_memory(start, size)
-
-        title = f"{op}({start:#x}, {size:#x}) on {config}, policy {policy}" + (
-            ", rodata_full" if rodata_full else ""
+        make, title = hot_remove_scenario(
+            config, start, size, policy, rodata_full, op=op, **machine_options
         )
         return cls(make, thread="H", title=title, style=style, color=color)
 
@@ -238,28 +184,8 @@ class Stepper:
         :meth:`hot_remove`): ``op="add_memory"`` the whole ``add_memory()`` (resource,
         ``arch_add_memory()``: linear map then ``vmemmap_populate`` per section, memblock,
         devices, node links), ``op="arch_add_memory"`` the arm64 part alone."""
-        from mmkit.mm.hotplug import add_memory
-        from mmkit.pgtable.arch_hotplug import check_hot_add
-
-        if op not in ("add_memory", "arch_add_memory"):
-            raise InvalidArgument(f"hot_add op {op!r}", choices=("add_memory", "arch_add_memory"))
-        machine_options.setdefault("online_type", "offline")
-        base = Machine(
-            config, policy=policy, rodata_full=rodata_full, record=False, **machine_options
-        )
-        size = size if size is not None else base.desc.memory_block_size
-        start = start if start is not None else _free_start(base, size)
-        base.history.clear()
-
-        def make() -> tuple[Machine, Any]:
-            m = copy.deepcopy(base)
-            if op == "add_memory":
-                return m, add_memory(m, 0, start, size)
-            check_hot_add(m, start, size)
-            return m, m.arch_add_memory(start, size)
-
-        title = f"{op}({start:#x}, {size:#x}) on {config}, policy {policy}" + (
-            ", rodata_full" if rodata_full else ""
+        make, title = hot_add_scenario(
+            config, start, size, policy, rodata_full, op=op, **machine_options
         )
         return cls(make, thread="A", title=title, style=style, color=color)
 
@@ -387,109 +313,39 @@ class Stepper:
         self._draw()
 
     # ------------------------------------------------------------- the view
-    def _button(self, label: str, icon: str, tip: str, fn: Callable[[], Any]) -> widgets.Button:
-        b = widgets.Button(
-            description=label, icon=icon, tooltip=tip, layout=widgets.Layout(width="auto")
-        )
-        b.on_click(self.errors.guard(lambda _b: fn()))
-        return b
-
     def _build(self) -> None:
-        self.step_button = self._button("Step", "step-forward", "take the next step", self.step)
-        self.into_button = self._button(
-            "Step into",
-            "level-down",
-            "take this coarse step's entries one by one (replays with one step per entry)",
-            self.step_into,
-        )
-        self.over_button = self._button(
-            "Step over",
-            "share",
-            "run until this kernel function returns to its caller",
-            self.step_over,
-        )
-        self.back_button = self._button(
-            "Back", "step-backward", "one step back (replayed exactly)", self.back
-        )
-        self.event_button = self._button(
-            "Run to event", "bug", "run until the kernel logs a report", self.run_to_event
-        )
-        self.end_button = self._button(
-            "Run to end", "fast-forward", "run until no thread can step", self.run_to_end
-        )
-        self.reset_button = self._button("Reset", "undo", "back to the start", self.reset)
-        self.thread_picker: widgets.Dropdown | None = None
-        controls: list[widgets.Widget] = [
-            self.step_button,
-            self.into_button,
-            self.over_button,
-            self.back_button,
-            self.event_button,
-            self.end_button,
-            self.reset_button,
-        ]
-        if len(self.threads) > 1:
-            options = [("schedule, then first runnable", AUTO)] + [
-                (f"{name}: {label[:40]}", name) for name, label in self.threads.items()
-            ]
-            self.thread_picker = widgets.Dropdown(
-                options=options,
-                value=AUTO,
-                description="Next thread",
-                style={"description_width": "initial"},
-                layout=widgets.Layout(width="auto", max_width="360px"),
-            )
+        c = StepperControls(self.threads, self._style, self._color)
+        moves: dict[str, Callable[[], Any]] = {
+            "step": self.step,
+            "into": self.step_into,
+            "over": self.step_over,
+            "back": self.back,
+            "event": self.run_to_event,
+            "end": self.run_to_end,
+            "reset": self.reset,
+        }
+        for key, move in moves.items():
+            c.buttons[key].on_click(self.errors.guard(lambda _b, move=move: move()))
+        self.step_button, self.into_button = c.buttons["step"], c.buttons["into"]
+        self.over_button, self.back_button = c.buttons["over"], c.buttons["back"]
+        self.event_button, self.end_button = c.buttons["event"], c.buttons["end"]
+        self.reset_button = c.buttons["reset"]
+        self.thread_picker = c.thread_picker
+        if self.thread_picker is not None:
             self.thread_picker.observe(self.errors.guard(self._on_thread), names="value")
-            controls.append(self.thread_picker)
-        self.slider = widgets.IntSlider(
-            value=0,
-            min=0,
-            max=0,
-            description="Step",
-            continuous_update=False,
-            layout=widgets.Layout(width="360px"),
-        )
-        self.play = widgets.Play(value=0, min=0, max=0, interval=400, description="Play")
-        widgets.jslink((self.play, "value"), (self.slider, "value"))
+        self.slider, self.play = c.slider, c.play
         self.slider.observe(self.errors.guard(self._on_slider), names="value")
-        self.style_picker = widgets.Dropdown(
-            options=list(STYLES),
-            value=self._style,
-            description="Tree",
-            layout=widgets.Layout(width="190px"),
-        )
-        self.color_picker = widgets.Dropdown(
-            options=list(COLORS),
-            value=self._color,
-            description="Colour",
-            layout=widgets.Layout(width="170px"),
-        )
+        self.style_picker, self.color_picker = c.style_picker, c.color_picker
         self.style_picker.observe(self.errors.guard(self._on_style), names="value")
         self.color_picker.observe(self.errors.guard(self._on_color), names="value")
-        wrap = widgets.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px")
-        self.status = widgets.HTML("")
-        self.source = widgets.HTML("", layout=widgets.Layout(flex="1 1 420px", min_width="0"))
-        self.log = widgets.HTML("", layout=widgets.Layout(flex="1 1 420px", min_width="0"))
+        self.status, self.source, self.log = c.status, c.source, c.log
         self.figure = self._new_figure()
-        self.widget = widgets.VBox(
-            [
-                widgets.HTML(f"<b>{html.escape(self.title)}</b>"),
-                widgets.HBox(controls, layout=wrap),
-                widgets.HBox(
-                    [self.play, self.slider, self.style_picker, self.color_picker], layout=wrap
-                ),
-                self.errors.widget,
-                self.status,
-                self.figure,
-                widgets.HBox([self.source, self.log], layout=wrap),
-            ],
-            layout=widgets.Layout(max_width="1200px"),
-        )
+        self.widget = c.layout(self.title, self.figure, self.errors.widget)
 
     def _new_figure(self) -> go.FigureWidget:
         from mmkit.viz.tree import tree_figure
 
-        fig = go.FigureWidget(tree_figure(self.machine, **self._tree_options()))
+        fig = figure_widget(tree_figure(self.machine, **self._tree_options()))
         return fig
 
     def _tree_options(self) -> dict[str, Any]:
@@ -555,77 +411,17 @@ class Stepper:
         self.back_button.disabled = pos == 0
         self.reset_button.disabled = pos == 0 and not s.fine and s.preferred == AUTO
         self.step_button.tooltip = "take the next step" if can else s.why_not()
-        self.status.value = self._status_html(nxt)
+        self.status.value = status_html(s, nxt)
         shown = nxt if nxt is not None else (s.history[-1] if s.history else None)
-        self.source.value = source_html(shown, self.machine.kernel, self.machine.policy)
+        self.source.value = (
+            f"<div class='mmkit-source-pane' style='{PANE};max-height:400px;line-height:1.35'>"
+            + source_html(shown, self.machine.kernel, self.machine.policy)
+            + "</div>"
+        )
         key = (len(s.events), self._log_seen)
         if key != self._log_key:
             self._log_key = key
-            self.log.value = self._log_html()
-
-    def _status_html(self, nxt: Step | None) -> str:
-        s = self.session
-        mode = (
-            "one step per entry (after Step into; Reset for coarse steps)"
-            if s.fine
-            else ("coarse steps")
-        )
-        rows = [
-            f"<b>Step {s.position}</b> of {s.reached} reached · {mode}"
-            + (
-                f" · schedule: <code>{html.escape(' '.join(s.plan))}</code>"
-                if s.plan and len(self.threads) > 1
-                else ""
-            )
-        ]
-        if s.stepped_into is not None:
-            rows.append("Stepped into: <code>" + html.escape(s.stepped_into.describe()) + "</code>")
-        if s.history:
-            last = s.history[-1]
-            rows.append(
-                f"Done ({html.escape(last.thread)}): <code>{html.escape(last.describe())}</code>"
-            )
-        if nxt is not None:
-            extra = ""
-            if nxt.coarse and (s.fine or s.kept_whole(nxt)):
-                extra = f" <i>(covers {nxt.count} entries, taken whole even entry by entry)</i>"
-            elif nxt.coarse:
-                extra = f" <i>(covers {nxt.count} entries: Step into takes them one by one)</i>"
-
-            rows.append(
-                f"Next ({html.escape(nxt.thread)}): <code>{html.escape(nxt.describe())}</code>"
-                + extra
-            )
-        else:
-            rows.append(f"<i>No next step: {html.escape(s.why_not())}.</i>")
-        if len(self.threads) > 1:
-            for st in s.sched.status():
-                state = st.state
-                if st.waits_for:
-                    holders = [o.name for o in s.sched.status() if st.waits_for in o.holds]
-                    state += f" on {st.waits_for}" + (
-                        f" (held by {', '.join(holders)})" if holders else ""
-                    )
-                rows.append(f"{html.escape(st.name)}: {html.escape(state)}, {st.steps} steps")
-        return "<div style='font-size:13px;line-height:1.4'>" + "<br>".join(rows) + "</div>"
-
-    def _log_html(self) -> str:
-        events = self.session.events
-        if not events:
-            body = "<span style='color:#777'>(the kernel log is empty)</span>"
-        else:
-            parts = []
-            for i, ev in enumerate(events):
-                style = _LOG_NEW if i >= self._log_seen else ""
-                parts.append(
-                    f"<div style='{style};margin-bottom:4px'>{html.escape(ev.report())}</div>"
-                )
-            body = "".join(parts)
-        return (
-            "<div style='font-size:12px'><b>Kernel log</b>"
-            f"<div class='mmkit-log' style='{_PANE};white-space:pre-wrap;"
-            f"font-family:monospace'>{body}</div></div>"
-        )
+            self.log.value = log_html(s.events, self._log_seen)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

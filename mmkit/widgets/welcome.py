@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
@@ -31,8 +30,11 @@ import plotly.graph_objects as go
 from mmkit import arch
 from mmkit.arch import ArchDescriptor
 from mmkit.errors import MmkitError, UnknownName
+from mmkit.exercises import Feedback
+from mmkit.exercises.lesson00 import check_v7_answer, v7_candidates, v7_flagged
 from mmkit.tables import layout_html
 from mmkit.viz import layout_figure
+from mmkit.widgets._base import figure_widget
 
 __all__ = [
     "KASAN_CHOICES",
@@ -97,7 +99,7 @@ class ConfigExplorer:
         )
         for picker in (self.dropdown, self.kernel_picker, self.kasan_picker):
             picker.style.description_width = "initial"
-        self.figure = go.FigureWidget(layout_figure(self.descriptor))
+        self.figure = figure_widget(layout_figure(self.descriptor))
         self.table = widgets.HTML(layout_html(self.descriptor))
         self.explanation = widgets.HTML(self._explanation_html(self.descriptor))
         self.status = widgets.HTML("")
@@ -198,89 +200,6 @@ class ConfigExplorer:
 
 
 # --------------------------------------------------------------------------- exercise
-@dataclass(frozen=True)
-class Feedback:
-    """The verdict on a learner's answer: ``correct`` and a message that helps, not tells."""
-
-    correct: bool
-    message: str
-
-    def _repr_html_(self) -> str:
-        color = "#1b7f3b" if self.correct else "#b00020"
-        mark = "✔" if self.correct else "✘"
-        return f'<div style="color:{color}"><b>{mark}</b> {html.escape(self.message)}</div>'
-
-
-def v7_candidates(kernel: str = _DEFAULT_KERNEL) -> list[str]:
-    """The configurations the V7 test applies to: those with an overlap report in ``kernel``'s
-    layout (arm64's; a plugin's family without one is no candidate, nor is a teaching
-    layout, which is not a kernel's).
-
-    >>> v7_candidates()[:3]
-    ['arm64-4k-39', 'arm64-4k-48', 'arm64-16k-36']
-    """
-    return [
-        str(row["name"])
-        for row in arch.config_rows(kernel=kernel)
-        if row.get("v7_overlap") is not None and not row.get("teaching")
-    ]
-
-
-def v7_flagged(kernel: str = _DEFAULT_KERNEL) -> frozenset[str]:
-    """The configurations whose layout the V7 test flags as overlapping, per the engine.
-
-    >>> sorted(v7_flagged())
-    ['arm64-16k-48', 'arm64-4k-48']
-    """
-    return frozenset(
-        str(row["name"])
-        for row in arch.config_rows(kernel=kernel)
-        if row.get("v7_overlap") and not row.get("teaching")
-    )
-
-
-def check_v7_answer(answer: Iterable[str], kernel: str = _DEFAULT_KERNEL) -> Feedback:
-    """Check "which configurations does the V7 test flag?" against the engine.
-
-    The feedback says how many picks are wrong and how many are missing, with a hint, but
-    does not give the answer away.
-
-    >>> check_v7_answer(["arm64-4k-48"]).message.split(";")[0]
-    'Not yet: you found 1 of 2'
-    >>> check_v7_answer({"arm64-4k-48", "arm64-16k-48"}).correct
-    True
-    """
-    picked = set(answer)
-    unknown = sorted(picked - set(v7_candidates(kernel)))
-    if unknown:
-        return Feedback(False, f"Not configurations the V7 test applies to: {', '.join(unknown)}.")
-    expected = v7_flagged(kernel)
-    if picked == expected:
-        return Feedback(
-            True,
-            f"Right: with the {kernel} layout the V7 test flags "
-            f"{', '.join(sorted(expected)) or 'no configuration'}. The gap is about PUD_SIZE "
-            "wide; only where that is much smaller than PGDIR_SIZE (4 levels) can both of its "
-            "edges land in one PGD entry, and whether they do depends on where the layout puts "
-            "them.",
-        )
-    found = len(picked & expected)
-    parts = [f"you found {found} of {len(expected)}"]
-    wrong, missing = len(picked - expected), len(expected - picked)
-    if wrong:
-        parts.append(f"{wrong} of your picks {'is' if wrong == 1 else 'are'} not flagged")
-    if missing:
-        s = "" if missing == 1 else "s"
-        parts.append(
-            f"{missing} flagged configuration{s} {'is' if missing == 1 else 'are'} missing"
-        )
-    return Feedback(
-        False,
-        "Not yet: " + "; ".join(parts) + ". Hint: compare PGDIR_SHIFT with the size of the gap "
-        "(about PUD_SIZE).",
-    )
-
-
 class OverlapExercise:
     """An in-kernel check: tick the configurations the V7 test flags, press Check.
 
