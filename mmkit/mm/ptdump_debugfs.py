@@ -59,7 +59,8 @@ def ptdump_show(m: Machine, *, take_lock: bool | None = None) -> Iterator[Step]:
         yield from m.lock("ptdump_show", "mem_hotplug_lock", mode="read")
     top = m.pgtables.levels[0]
     walk = _Walk(m)
-    yield from walk.table(0, m.pgtables.pgd_pfn, -(top.ptrs << top.shift) & ((1 << 64) - 1))
+    top_va = -(top.ptrs << top.shift) & ((1 << 64) - 1)
+    yield from walk.table(0, m.pgtables.pgd_pfn, top_va, ())
     if take_lock and not walk.died:
         yield from m.unlock("ptdump_show", "mem_hotplug_lock")
     return len(walk.seen)
@@ -92,8 +93,12 @@ class _Walk:
             thread=getattr(m, "current_thread", ""),
         )
 
-    def table(self, depth: int, table: int, va: int) -> Iterator[Step]:
-        """``walk_p?d()`` over every entry of ``table`` (at ``depth``, mapping from ``va``)."""
+    def table(self, depth: int, table: int, va: int, above: tuple[int, ...]) -> Iterator[Step]:
+        """``walk_p?d()`` over every entry of ``table`` (at ``depth``, mapping from ``va``).
+
+        Each step's ``result`` is the walker's path: the table pages it holds a pointer
+        into (the ones ``above`` it comes back to, this one, and a child it is entering)."""
+        path = (*above, table)
         m = self.m
         pt = m.pgtables
         level = pt.levels[depth]
@@ -117,12 +122,14 @@ class _Walk:
                     count=n,
                     va_step=size,
                 )
+                step.result = path
                 yield step
                 self._check_live(table, depth, at)
                 step.old = int(arr[i])
                 i += n
                 continue
             step = Step("read", fn, f"{name} = READ_ONCE(*{name}p)", name, at, table, i)
+            step.result = path
             yield step
             self._check_live(table, depth, at)
             raw = step.old = int(arr[i])
@@ -146,11 +153,13 @@ class _Walk:
                 table,
                 i,
             )
+            again.result = path
             yield again  # walk_p?d() reads the parent entry again to find its table
             self._check_live(table, depth, at)
             raw = again.old = int(arr[i])
             if raw & 0b10 and pt.next_table(raw) in pt.content:
-                yield from self.table(depth + 1, pt.next_table(raw), at)
+                again.result = (*path, pt.next_table(raw))
+                yield from self.table(depth + 1, pt.next_table(raw), at, path)
             i += 1
 
 
