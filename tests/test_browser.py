@@ -1,9 +1,10 @@
 """The welcome lesson in a real JupyterLab, driven in headless Chromium as a learner would.
 
 The test opens 00-welcome.ipynb (see tests/browser_lab.py for the server and the browser),
-runs all cells, waits for the explorer's figure, picks another configuration in its dropdown
-and checks that the figure's title follows, and that the browser console stayed free of
-errors.
+runs all cells, waits for the explorer's figure, checks that the three exercises are there
+unanswered with exercise 00a above the explorer's V7 verdict, picks another configuration in
+the explorer's dropdown and checks that the figure's title follows, and that the browser
+console stayed free of errors.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ from tests.browser_lab import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+
+#: True when exercise 00a's widget comes before the explorer's verdict in the page.
+ASKED_BEFORE_VERDICT = """() => {
+    const ask = [...document.querySelectorAll('.jupyter-widgets')]
+        .find((el) => el.textContent.includes('Exercise 00a'));
+    const verdict = [...document.querySelectorAll('.jupyter-widgets')]
+        .find((el) => el.textContent.includes('V7 test ('));
+    if (!ask || !verdict) return false;
+    return Boolean(ask.compareDocumentPosition(verdict) & Node.DOCUMENT_POSITION_FOLLOWING);
+}"""
 
 
 @pytest.fixture
@@ -89,10 +100,15 @@ def test_welcome_notebook_runs_and_explorer_reacts(lab_server: LabServer, tmp_pa
                 title = page.locator(".jupyter-widgets .js-plotly-plot .gtitle").first
                 title.wait_for(state="visible")
                 assert title.text_content().startswith("arm64-4k-48: kernel VA layout")
-                # The static fallback figure and the exercise rendered too.
+                # The static fallback figure and the three exercises rendered too, none
+                # answered by Run All, and 00a's question stands above the explorer's verdict.
                 assert page.locator(".js-plotly-plot").count() == 2
-                assert page.locator(".jupyter-widgets button").filter(has_text="Check").count() == 1
+                checks = page.locator(".jupyter-widgets button").filter(has_text="Check")
+                assert checks.count() == 3
                 assert page.get_by_text("Error displaying widget").count() == 0
+                widgets_text = "".join(page.locator(".jupyter-widgets").all_inner_texts())
+                assert "✔" not in widgets_text and "✘" not in widgets_text
+                assert page.evaluate(ASKED_BEFORE_VERDICT), "00a is below the V7 verdict"
 
                 t = time.monotonic()
                 dropdown = page.locator(".widget-dropdown").filter(has_text="Configuration")

@@ -130,7 +130,11 @@ class CheckWidget:
     def _make_input(self) -> widgets.Widget:
         v = self.variant
         if v.kind == "choice":
-            return widgets.RadioButtons(options=list(v.options), value=None)
+            # as wide as its longest option: the default 300 px makes long options wrap
+            # into the next one
+            return widgets.RadioButtons(
+                options=list(v.options), value=None, layout=widgets.Layout(width="auto")
+            )
         if v.kind == "multi":
             boxes = [widgets.Checkbox(value=False, description=o, indent=False) for o in v.options]
             return widgets.GridBox(
