@@ -39,6 +39,10 @@ _IMAGE = (
     ("data", 4 << 20, "PAGE_KERNEL", 0, True),
 )
 _TEXT_OFFSET = 0x80000  # v5.4/v5.7 TEXT_OFFSET; removed in v5.8, so 0 for v6.1
+_STEXT_OFFSET = 0x10000  # v6.1: _stext = _text + SEGMENT_ALIGN (64 KiB, after .head.text)
+#: the device tree QEMU virt hands over: a 1 MiB blob (the real 6.1 captures map 1 MiB of it
+#: on 16K and 64K pages)
+_FDT_SIZE = 1 << 20
 
 
 def boot(m: Machine, vmalloc_areas: int) -> None:
@@ -76,6 +80,8 @@ def boot(m: Machine, vmalloc_areas: int) -> None:
     m.pgtables.new_table(m.pgtables.pgd_pfn, 0, d.kernel_va_start(), boot=True)
     m.kimage_va = mac["KIMAGE_VADDR"] + (0 if kernel == "v6.1" else _TEXT_OFFSET)
     m.kimage_pa = image_pa
+    #: _stext - _text: where map_kernel() starts (v6.1; v5.x maps from _text)
+    m.stext_offset = _STEXT_OFFSET if kernel == "v6.1" else 0
     m.run(boot_steps(m, vmalloc_areas), record=False)
     m.boot_table_count = len(m.pgtables.info)
     boot_hotplug_state(m)
@@ -85,6 +91,9 @@ def boot_hotplug_state(m: Machine) -> None:
     """memblock, sections, memory blocks and sysfs as they are after boot (node 0)."""
     from mmkit.mm.memblock import Memblock
     from mmkit.mm.memory_block import MemoryBlock, MemSection, Sysfs
+    from mmkit.mm.zones import boot_zone_of
+
+    m.boot_memory_at_boot = list(m._boot_ranges)  # what zone_sizes_init() saw
 
     m.memblock = Memblock()
     m.sections: dict[int, MemSection] = {}
@@ -101,11 +110,26 @@ def boot_hotplug_state(m: Machine) -> None:
         m.resources.append((start, start + size))
         for s in range(start >> bits, (start + size - 1 >> bits) + 1):
             m.sections[s] = MemSection(s, early=True, online=True, nid=0)
+    shift = m.desc.page_shift
+    pinned = [(first << shift, end << shift) for first, end, _ in m.physmem.reserved]
+    pinned.append((m.physmem.pool_start_pfn << shift, m.physmem._end << shift))
+    bsize = m.desc.memory_block_size
     for s in sorted(m.sections):
         b = s // per
         if b not in m.blocks:
+            # a boot block holding memblock allocations or the page allocator's pool (page
+            # tables, vmalloc backing) has unmovable pages: it can never be offlined
+            lo, hi = b * bsize, (b + 1) * bsize
+            unmovable = any(p0 < hi and lo < p1 for p0, p1 in pinned)
             m.blocks[b] = MemoryBlock(
-                b, b * per, b * per + per - 1, "online", 0, "online", unmovable=True
+                b,
+                b * per,
+                b * per + per - 1,
+                "online",
+                0,
+                "online",
+                unmovable=unmovable,
+                zone=boot_zone_of(m, lo),
             )
             m.sysfs.register_memory(b)
             m.sysfs.create_link(("node", 0), ("memory", b))
@@ -131,8 +155,12 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
     )
 
     yield from early_fixmap_init(m)
-    va, pa = m.kimage_va, m.kimage_pa
-    for _name, size, prot, seg_flags, kept in _IMAGE:  # map_kernel()
+    # map_kernel() maps from _text in v5.4/v5.7 and from _stext in v6.1, where .text is
+    # aligned to SEGMENT_ALIGN (64 KiB) after .head.text (v6.1 vmlinux.lds.S, mmu.c)
+    head = m.stext_offset
+    va, pa = m.kimage_va + head, m.kimage_pa + head
+    for i, (_name, size, prot, seg_flags, kept) in enumerate(_IMAGE):  # map_kernel()
+        size -= head if i == 0 else 0  # _etext stays where it is
         if kept:
             yield from create_pgd_mapping(
                 m, pa, va, size, hw.kernel_prot(prot, ng=m.ng), seg_flags, boot=True
@@ -140,13 +168,13 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         va += size
         pa += size
     m.kimage_end = va
-    # map_mem(): the kernel's text and rodata [_text, __init_begin) are NOMAP while the
-    # memory is mapped, then mapped on their own without contiguous hints and made
-    # read-only by mark_linear_text_alias_ro()
-    k_start = m.kimage_pa
+    # map_mem(): the kernel's text and rodata [_text, __init_begin) ([_stext, ...) in v6.1)
+    # are NOMAP while the memory is mapped, then mapped on their own without contiguous
+    # hints and made read-only by mark_linear_text_alias_ro()
+    k_start = m.kimage_pa + head
     k_end = m.kimage_pa + _IMAGE[0][1] + _IMAGE[1][1]
     flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
-    kernel_prot = hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+    kernel_prot = linear_map_prot(m)
     for start, size in m._boot_ranges:
         end = start + size
         pieces = [(start, end)]
@@ -183,6 +211,63 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         m._vmalloc_next = m.macros["VMALLOC_START"]
     for i in range(vmalloc_areas):  # vmap stacks and friends, from the page allocator
         yield from vmalloc(m, (4 + 4 * i) * m.page_size)
+    if m.desc.kpti:
+        yield from map_entry_trampoline(m)
+
+
+def map_entry_trampoline(m: Machine) -> Iterator[Step]:
+    """``map_entry_trampoline()`` (core_initcall, v5.4 and v6.1 ``mmu.c``): with
+    ``CONFIG_UNMAP_KERNEL_AT_EL0`` built, the entry trampoline's text is mapped into its
+    fixmap slots whether or not KPTI is in use at run time, ``PAGE_KERNEL_ROX`` made global
+    (``~PTE_NG``), and its data page ``PAGE_KERNEL_RO``. v5.4/v5.7: one text page at
+    ``FIX_ENTRY_TRAMP_TEXT`` and, with ``RANDOMIZE_BASE`` (mmkit's ``relocatable``), the data
+    at ``FIX_ENTRY_TRAMP_DATA``; v6.1: ``DIV_ROUND_UP(entry_tramp_text_size(), PAGE_SIZE)``
+    text pages from ``FIX_ENTRY_TRAMP_TEXT1`` down (a 12 KiB trampoline: 3 pages on 4K, one
+    on 16K/64K), then the data page with ``RELOCATABLE``. The text lies at the end of the
+    image's text segment, the data page at the start of rodata."""
+    from mmkit.pgtable.mapping import create_pgd_mapping
+
+    d, page = m.desc, m.page_size
+    slot0 = _fixmap_slot_base(m)  # index of the first trampoline slot
+    text_pa = m.kimage_pa + _IMAGE[0][1] - max(page, 12 << 10) // page * page
+    data_pa = m.kimage_pa + _IMAGE[0][1]
+    rox = hw.kernel_prot("PAGE_KERNEL_ROX") & ~hw.PTE_NG  # global, KPTI or not
+    ro = hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng)
+    if d.kernel == "v6.1":
+        n = -(-(12 << 10) // page)
+        text1 = slot0 + (1 if d.relocatable else 0) + 2  # FIX_ENTRY_TRAMP_TEXT1
+        pages = [(text1 - i, text_pa + i * page, rox) for i in range(n)]
+        if d.relocatable:
+            pages.append((text1 - n, text_pa + n * page, ro))
+    else:
+        pages = [(slot0 + 1, text_pa, rox)]  # FIX_ENTRY_TRAMP_TEXT
+        if d.relocatable:
+            pages.append((slot0, data_pa, ro))  # FIX_ENTRY_TRAMP_DATA
+    for idx, pa, prot in pages:  # __set_fixmap(idx, pa, prot)
+        va = m.macros["FIXADDR_TOP"] - idx * page  # __fix_to_virt(idx)
+        yield from create_pgd_mapping(m, pa, va, page, prot, NO_PAGE_FLAGS, boot=True)
+
+
+#: create_pgd_mapping() flags for a single page: no block, no contiguous hint
+NO_PAGE_FLAGS = 3
+
+
+def _fixmap_slot_base(m: Machine) -> int:
+    """The first fixmap index after FIX_HOLE, the FDT window, EARLYCON, TEXT_POKE0 and the
+    GHES slots (``enum fixed_addresses``, v5.4 and v6.1 ``asm/fixmap.h``)."""
+    fix_fdt = 1 + (4 << 20) // m.page_size - 1  # FIX_FDT_END + FIX_FDT_SIZE / PAGE_SIZE - 1
+    idx = fix_fdt + 3  # FIX_EARLYCON_MEM_BASE, FIX_TEXT_POKE0, then the next one
+    if m.desc.ghes:
+        idx += 2 + (2 if m.desc.sdei else 0)
+    return idx
+
+
+def linear_map_prot(m: Machine) -> int:
+    """The linear map's protection: ``PAGE_KERNEL``, or in v6.1 ``pgprot_tagged(PAGE_KERNEL)``
+    (``map_mem()`` for the memory banks, ``pgprot_mhp()`` for ``add_memory_resource()``),
+    which ptdump prints as ``MEM/NORMAL-TAGGED``."""
+    prot = hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+    return hw.pgprot_tagged(prot) if m.desc.kernel == "v6.1" else prot
 
 
 def early_fixmap_init(m: Machine) -> Iterator[Step]:
@@ -214,27 +299,34 @@ def early_fixmap_init(m: Machine) -> Iterator[Step]:
             step.old = int(pt.content[table][idx])
             pt.content[table][idx] = new
         table = pt.next_table(int(pt.content[table][idx]))
-    # FDT: MAX_FDT_SIZE + 2 MiB window at the top of the fixmap, mapped RO
-    from mmkit.pgtable.mapping import create_pgd_mapping
+    # fixmap_remap_fdt() (v5.4, v5.7, v6.1 alike): dt_virt_base = __fix_to_virt(FIX_FDT),
+    # FIX_FDT_SIZE (MAX_FDT_SIZE + 2 MiB) below FIXADDR_TOP; create_mapping_noalloc() maps
+    # round_down(dt_phys, SWAPPER_BLOCK_SIZE) for SWAPPER_BLOCK_SIZE, and up to
+    # round_up(offset + size, SWAPPER_BLOCK_SIZE) if the blob crosses it: one 2 MiB block
+    # with 4K pages (ARM64_SWAPPER_USES_SECTION_MAPS), pages otherwise (no NO_BLOCK flag)
+    from mmkit.pgtable.mapping import NO_CONT_MAPPINGS, create_pgd_mapping
 
-    fdt_va = (m.macros["FIXADDR_TOP"] - (4 << 20)) & ~(m.page_size - 1)
+    dt_virt_base = m.macros["FIXADDR_TOP"] - (4 << 20)
     step = Step(
         "alloc",
         "setup_machine_fdt",
         "memblock_reserve(dt_phys, size)",
-        size=64 << 10,
+        size=_FDT_SIZE,
         note="fdt",
     )
     yield step
-    fdt_pa = memblock_alloc(m, 64 << 10, "fdt")
+    fdt_pa = memblock_alloc(m, _FDT_SIZE, "fdt")
     step.pfn = fdt_pa >> m.desc.page_shift
+    block = _SZ_2M if m.desc.page_shift == 12 else m.page_size  # SWAPPER_BLOCK_SIZE
+    offset = fdt_pa % block
+    size = max(block, -(-(offset + _FDT_SIZE) // block) * block)
     yield from create_pgd_mapping(
         m,
-        fdt_pa,
-        fdt_va + (fdt_pa & (_SZ_2M - 1)) % (m.page_size),
-        64 << 10,
+        fdt_pa - offset,
+        dt_virt_base,
+        size,
         hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
-        3,
+        NO_CONT_MAPPINGS,
         boot=True,
     )
 

@@ -80,17 +80,18 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         ("ghes", "ACPI_APEI_GHES"),
         ("sdei", "ARM_SDE_INTERFACE"),
         ("kpti", "UNMAP_KERNEL_AT_EL0"),
+        ("relocatable", "RELOCATABLE"),
     ):
         p.add_argument(
             f"--{flag}",
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=f"CONFIG_{what} (sizes the fixmap)",
+            help=f"CONFIG_{what} (sizes the fixmap; default as Machine: the arch's default)",
         )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("kernel", "kasan", "vabits_actual", "pa_bits", "ghes", "sdei", "kpti")
+    keys = ("kernel", "kasan", "vabits_actual", "pa_bits", "ghes", "sdei", "kpti", "relocatable")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "MmkitError",
     "NoMemory",
     "NotFound",
+    "NotPermitted",
     "PluginError",
     "UnknownName",
 ]
@@ -78,6 +79,12 @@ class Busy(MmkitError):
     """``-EBUSY``: the resource is in use (online memory, boot memory, a held lock)."""
 
     errno = _errno.EBUSY
+
+
+class NotPermitted(MmkitError, PermissionError):
+    """``-EPERM``: refused on principle (a memory notifier said ``NOTIFY_BAD``)."""
+
+    errno = _errno.EPERM
 
 
 class Exists(MmkitError):

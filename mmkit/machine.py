@@ -58,6 +58,7 @@ class Machine:
         fine: bool = False,
         record: bool = True,
         online_type: str = "online",
+        unmap_kernel_at_el0: bool | None = None,
         **arch_options: Any,
     ) -> None:
         from mmkit import policies
@@ -80,7 +81,17 @@ class Machine:
         self.debug_pagealloc = debug_pagealloc
         self.fine = fine
         self.record = record
-        self.ng = self.desc.kpti  # PTE_MAYBE_NG: nG on kernel mappings when KPTI is on
+        built = bool(getattr(self.desc, "kpti", False))  # CONFIG_UNMAP_KERNEL_AT_EL0
+        if unmap_kernel_at_el0 and not built:
+            raise InvalidArgument(
+                "unmap_kernel_at_el0=True needs a kernel built with CONFIG_UNMAP_KERNEL_AT_EL0 "
+                "(the kpti option); drop one of them"
+            )
+        #: arm64_kernel_unmapped_at_el0(): KPTI in use, decided at boot (built and needed;
+        #: a CPU without Meltdown, such as QEMU's -cpu max, does not need it)
+        self.kpti_enabled = built if unmap_kernel_at_el0 is None else unmap_kernel_at_el0
+        #: PTE_MAYBE_NG / PMD_MAYBE_NG: nG on kernel mappings when KPTI is in use
+        self.ng = self.kpti_enabled
         self.macros = self.desc.macros()
         self.events: list[KernelEvent] = []
         self.history: list[Step] = []
@@ -252,6 +263,7 @@ class Machine:
         frame = self.physmem.frame(pfn)
         if frame is not None and frame.state == "reserved":
             self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
+            self.bad_page(pfn, 0, va=info.va_start)
         else:
             self.physmem.free_pages(pfn, 0, fn)
 
@@ -259,7 +271,10 @@ class Machine:
         self, pfn: int, order: int, fn: str, va: int, *, count: int = 1, va_step: int = 0
     ) -> Iterator[Step]:
         """``free_hotplug_page_range(page, size)``, for ``count`` blocks of ``2**order``
-        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step."""
+        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step.
+
+        A boot-allocated (``PageReserved``) block gets the kernel's ``WARN_ON`` and is then
+        freed anyway, which the page allocator refuses (:meth:`bad_page`)."""
         size = self.page_size << order
         yield Step(
             "free",
@@ -277,8 +292,11 @@ class Machine:
             first = pfn + (i << order)
             frame = self.physmem.frame(first)
             where = va + i * va_step
-            if frame is None or frame.state == "reserved":
+            if frame is not None and frame.state == "reserved":
                 self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {first:#x}", pfn=first, va=where)
+                self.bad_page(first, order, va=where)
+            elif frame is None:  # plain RAM the allocator never handed out
+                self.warn(fn, f"freeing pfn {first:#x}, which was never allocated", va=where)
             elif frame.state == "free":
                 self.record_event(
                     "use-after-free",
@@ -290,6 +308,24 @@ class Machine:
                 )
             else:
                 self.physmem.free_pages(first, order, fn)
+
+    def bad_page(self, pfn: int, order: int, *, va: int | None = None) -> None:
+        """``free_pages()`` of a ``PageReserved`` block: ``free_pages_prepare()`` checks each
+        page against ``PAGE_FLAGS_CHECK_AT_FREE`` (which holds ``PG_reserved``; v5.4 and
+        v5.7 ``mm/page_alloc.c``), ``bad_page()`` prints "BUG: Bad page state" and taints
+        the kernel, and the block never reaches the free lists: it stays reserved, leaked."""
+        pages = 1 << order
+        self.record_event(
+            "bug",
+            "free_pages_prepare",
+            f"BUG: Bad page state in process {getattr(self, 'current_thread', '') or 'kworker'} "
+            f"pfn:{pfn:#x}: PAGE_FLAGS_CHECK_AT_FREE flag(s) set, bad because of flags: "
+            f"(reserved)"
+            + (f"; all {pages} pages of the block" if pages > 1 else "")
+            + "; not freed (leaked), kernel tainted B",
+            pfn=pfn,
+            va=va,
+        )
 
     def lock(self, fn: str, name: str, mode: str = "exclusive") -> Iterator[Step]:
         """Take kernel lock ``name`` in ``mode`` (``exclusive``, ``read`` or ``write``).

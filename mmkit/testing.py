@@ -422,6 +422,14 @@ class PolicyConformance(_Conformance):
             f"{self._culprit()}: description is {text!r}; expected one non-empty line"
         )
 
+    def test_decisions(self) -> None:
+        from mmkit.policies.base import check_decisions
+
+        problems = check_decisions(self._plugin())
+        assert not problems, (
+            f"{self._culprit()}: " + "; ".join(problems) + " (mmkit.policies.base.DECISIONS)"
+        )
+
     def test_kernel_versions(self) -> None:
         versions = getattr(self._plugin(), "kernel_versions", None)
         assert (

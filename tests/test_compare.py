@@ -35,3 +35,21 @@ def test_v6_never_frees_vmemmap_tables_and_v7_only_with_overlap(config, v7_keeps
         assert rows[name].tables_freed == rows[name].tables_allocated
     assert all(not r.events for r in rows.values())
     assert rows["v6"].bytes_left == rows["v6"].tables_left * 4096
+
+
+def test_v3_tlbis_are_its_table_frees_and_one_flush_per_pte_loop():
+    """V3 4/4 / V5 3/3: no TLBI for a block (4K/39: 8 vmemmap PMD blocks and a 1 GiB linear
+    block), one ``__flush_tlb_kernel_pgtable`` per freed table, and on 64K/42 (memmap in base
+    pages: 1 MiB = 16 pages per section) one ``flush_tlb_kernel_range`` over the 16 pages."""
+    rows = {
+        (r.config, r.policy): r
+        for config in ("arm64-4k-39", "arm64-64k-42")
+        for r in compare_policies(config, blocks=[0x20_4000_0000], policies=["v3", "v5.7"])
+    }
+    v3 = rows[("arm64-4k-39", "v3")]
+    assert v3.tlbi == {"vaale1is": 0, "vaae1is": v3.tables_freed, "vmalle1is": 0}
+    assert v3.tables_freed >= 1
+    v3 = rows[("arm64-64k-42", "v3")]
+    assert v3.tlbi == {"vaale1is": 16, "vaae1is": v3.tables_freed, "vmalle1is": 0}
+    # v5.7: one TLBI per page and per block (16 + two 512 MiB linear-map blocks)
+    assert rows[("arm64-64k-42", "v5.7")].tlbi["vaale1is"] == 16 + 2

@@ -101,6 +101,14 @@ class Policy:
     name = {name!r}
     description = "a fake policy"
     kernel_versions = {versions!r}
+    passes = 2
+    pgtable_lock = False
+    vmemmap_tables = "floor-ceiling"
+    linear_floor_ceiling = True
+    block_tlbi = "single"
+    ptdump_hotplug_lock = True
+    memblock_after_arch_remove = None
+    boot_memory_notifier = True
 
 PLUGIN = Policy()
 """
@@ -643,6 +651,14 @@ def test_policy_contract():
         name: str = "v7"
         description: str = "hot-remove as posted in V7"
         kernel_versions: object = ("v5.4", "V7 3/3")
+        passes: int = 2
+        pgtable_lock: bool = False
+        vmemmap_tables: str = "no-overlap"
+        linear_floor_ceiling: bool = False
+        block_tlbi: str = "range"
+        ptdump_hotplug_lock: bool = True
+        memblock_after_arch_remove: object = True
+        boot_memory_notifier: bool = False
 
     with plugins.isolated(entries=()):
         assert plugins.register(POLICY_GROUP, "v7", Policy()).ok
@@ -652,6 +668,24 @@ def test_policy_contract():
             assert report.status == "invalid" and "kernel_versions" in report.message
         report = plugins.register(POLICY_GROUP, "v7", Policy(description="two\nlines"))
         assert report.status == "invalid"
+        # the decisions the engine reads: each present, each one of its values
+        for field, bad in (("block_tlbi", "both"), ("passes", 3), ("pgtable_lock", 1)):
+            report = plugins.register(POLICY_GROUP, "v7", Policy(**{field: bad}))
+            assert report.status == "invalid" and f"{field} is {bad!r}" in report.message
+
+
+def test_a_policy_missing_a_decision_the_engine_reads_is_rejected():
+    @dataclass(frozen=True)
+    class Old:
+        api_version: str = "1.0"
+        name: str = "old"
+        description: str = "names and versions only"
+        kernel_versions: tuple[str, ...] = ("V7",)
+
+    with plugins.isolated(entries=()):
+        report = plugins.register(POLICY_GROUP, "old", Old())
+    assert report.status == "invalid"
+    assert "passes is missing" in report.message and "boot_memory_notifier" in report.message
 
 
 def test_a_plugin_using_the_registry_while_loading_sees_builtins_first():
@@ -937,6 +971,14 @@ class _Policy:
     name: str = "v7"
     description: str = "hot-remove as posted in V7"
     kernel_versions: tuple[str, ...] = ("v5.4",)
+    passes: int = 2
+    pgtable_lock: bool = False
+    vmemmap_tables: str = "no-overlap"
+    linear_floor_ceiling: bool = False
+    block_tlbi: str = "range"
+    ptdump_hotplug_lock: bool = True
+    memblock_after_arch_remove: object = True
+    boot_memory_notifier: bool = False
 
 
 class TestPolicyConformance(PolicyConformance):

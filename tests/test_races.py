@@ -13,10 +13,18 @@ from mmkit.sched.explore import explore, replay
 POLICIES = ["naive", "v3", "v6", "v7", "v5.7"]
 
 
-def ptdump_then_remove(race, ptdump_steps=3):
-    """P reads the PGD and its first tables; H runs as far as it can; then both finish."""
+def ptdump_then_remove(race):
+    """P walks (v5.4's walk_*, entry by entry) until it is inside a table page that
+    hot-remove will free (one not allocated at boot); H runs as far as it can; then both
+    finish."""
     s = race.scheduler()
-    s.follow(["P"] * ptdump_steps)
+    pt = s.machine.pgtables
+
+    def inside(step):
+        return step.table in pt.info and not pt.info[step.table].boot
+
+    while not (s.peek()["P"] is not None and inside(s.peek()["P"])):
+        s.step("P")
     s.run(until=lambda sc: sc.threads["H"].done or sc.blocked("H"))
     s.run()
     return s
@@ -45,7 +53,7 @@ def test_with_the_lock_hot_remove_waits_for_the_dump(policy):
 
 def test_replaying_the_schedule_reproduces_the_events():
     race = ptdump_race("arm64-64k-48", "naive")
-    first = ptdump_then_remove(race, 2)
+    first = ptdump_then_remove(race)
     again = race.scheduler()
     again.follow(first.schedule)
     assert first.machine.events
@@ -71,12 +79,21 @@ def test_explorer_proves_the_locked_dump_safe_at_bound_two(policy):
     assert result.complete and not result.found and result.schedules >= 3
 
 
-def test_v3_leaves_a_stale_translation_that_a_reader_uses():
-    race = tlb_order("v3")
-    result = race.explore(bound=0)  # even H running to the end, then R, fails
+@pytest.mark.parametrize("config", ["arm64-4k-48", "arm64-16k-47", "arm64-64k-42"])
+def test_v3_leaves_a_stale_translation_that_a_reader_uses(config):
+    """V3 freed the memmap (a 2 MiB block on 4K, base pages on 16K/64K) before clearing its
+    entry. On 4K no TLBI ever covers a block, but the freed PMD table's
+    ``__flush_tlb_kernel_pgtable(addr)`` names the range's first address, the one ``R``
+    cached; on 16K/64K ``remove_pte_table``'s flush after the loop covers it. So ``H`` run to
+    the end leaves ``R`` nothing stale: it takes one preemption inside the window."""
+    race = tlb_order("v3", config)
+    assert not race.explore(bound=0).found
+    result = race.explore(bound=1)
     assert result.found and result.events[0].startswith("stale-tlb")
+    assert result.shortest.split()[-1] == "R"
     again = replay(race.make, result.shortest)
     assert [e.kind for e in again.machine.events] == ["stale-tlb"]
+    assert again.machine.events[0].freed_by == "free_hotplug_page_range"
 
 
 @pytest.mark.parametrize("policy", ["v6", "v7", "v5.7"])

@@ -86,8 +86,10 @@ def test_step_repr_leaves_out_unset_fields_and_keeps_counts_decimal(removed: Mac
 
 def test_kernel_events_and_trace_rows_print_hex() -> None:
     race = ptdump_race("arm64-4k-48", "naive")
-    s = race.scheduler()  # P reads the first tables, H frees them, P reads them again
-    s.follow(["P"] * 3)
+    s = race.scheduler()  # P walks into a table H will free, H frees it, P reads on
+    info = s.machine.pgtables.info
+    while not (info.get(s.peek()["P"].table) is not None and not info[s.peek()["P"].table].boot):
+        s.step("P")
     s.run(until=lambda sc: sc.threads["H"].done or sc.blocked("H"))
     s.run()
     events = [e for e in s.machine.events if e.va is not None or e.pfn is not None]

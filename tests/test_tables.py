@@ -251,7 +251,10 @@ def _race_rows():
     from mmkit.scenarios.races import ptdump_race
 
     s = ptdump_race("arm64-4k-48", "naive").scheduler()
-    rows = list(s.take(["P", "P", "P"]))
+    info = s.machine.pgtables.info
+    rows = []  # P walks into a table hot-remove will free, H frees it, P reads on
+    while not (info.get(s.peek()["P"].table) is not None and not info[s.peek()["P"].table].boot):
+        rows += list(s.take(["P"]))
     while not (s.threads["H"].done or s.blocked("H")):
         rows += list(s.take(["H"]))
     rows += list(s.take(["P"], run_on=True))

@@ -44,6 +44,7 @@ from mmkit.arch.pte_bits import (
     MT_NAMES,
     MT_NORMAL,
     MT_NORMAL_NC,
+    MT_NORMAL_TAGGED,
     MT_NORMAL_WT,
     PMD_SECT_AF,
     PMD_SECT_CONT,
@@ -89,6 +90,7 @@ from mmkit.arch.pte_bits import (
     DescriptorKind,
     MT_DEVICE_nGnRE,
     MT_DEVICE_nGnRnE,
+    pgprot_tagged,
 )
 
 # Module attributes of the one-file pte.py that were never in __all__, still reachable here.
@@ -113,6 +115,7 @@ __all__ = [
     "MT_NAMES",
     "MT_NORMAL",
     "MT_NORMAL_NC",
+    "MT_NORMAL_TAGGED",
     "MT_NORMAL_WT",
     "PMD_SECT_AF",
     "PMD_SECT_CONT",
@@ -168,6 +171,7 @@ __all__ = [
     "encode_table",
     "index",
     "kernel_prot",
+    "pgprot_tagged",
     "phys_to_pte_val",
     "pte_to_phys",
 ]

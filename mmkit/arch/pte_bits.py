@@ -24,6 +24,7 @@ __all__ = [
     "MT_NAMES",
     "MT_NORMAL",
     "MT_NORMAL_NC",
+    "MT_NORMAL_TAGGED",
     "MT_NORMAL_WT",
     "PMD_SECT_AF",
     "PMD_SECT_CONT",
@@ -72,6 +73,7 @@ __all__ = [
     "DescriptorKind",
     "MT_DEVICE_nGnRE",
     "MT_DEVICE_nGnRnE",
+    "pgprot_tagged",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +95,12 @@ PMD_SECT_VALID = PTE_VALID
 
 PTE_ATTRINDX_SHIFT = 2
 PTE_ATTRINDX_MASK = 0b111 << PTE_ATTRINDX_SHIFT  #: bits[4:2], AttrIndx into MAIR_EL1.
+
+
+def pgprot_tagged(prot: int) -> int:
+    """``pgprot_tagged(prot)`` (v6.1 ``asm/pgtable.h``): ``prot`` with AttrIndx set to
+    :data:`MT_NORMAL_TAGGED`."""
+    return (prot & ~PTE_ATTRINDX_MASK) | PTE_ATTRINDX(MT_NORMAL_TAGGED)
 
 
 def PTE_ATTRINDX(idx: int) -> int:
@@ -167,6 +175,10 @@ MT_DEVICE_GRE = 2
 MT_NORMAL_NC = 3
 MT_NORMAL = 4
 MT_NORMAL_WT = 5
+#: ``MT_NORMAL_TAGGED`` (v5.10 on; v6.1 memory.h gives it MAIR index 1): mmkit keeps the
+#: v5.4 indexes for every era and gives the tagged type 6, which v5.4 leaves unused. v6.1
+#: maps the linear map with ``pgprot_tagged(PAGE_KERNEL)`` (``map_mem``, ``pgprot_mhp``).
+MT_NORMAL_TAGGED = 6
 
 MT_NAMES: dict[int, str] = {
     MT_DEVICE_nGnRnE: "MT_DEVICE_nGnRnE",
@@ -175,6 +187,7 @@ MT_NAMES: dict[int, str] = {
     MT_NORMAL_NC: "MT_NORMAL_NC",
     MT_NORMAL: "MT_NORMAL",
     MT_NORMAL_WT: "MT_NORMAL_WT",
+    MT_NORMAL_TAGGED: "MT_NORMAL_TAGGED",
 }
 PTDUMP_MEM_TYPES: dict[int, str] = {
     MT_DEVICE_nGnRnE: "DEVICE/nGnRnE",

@@ -143,9 +143,10 @@ class ScheduleReport:
 def play(config: str, schedule: str | tuple[str, ...]) -> ScheduleReport:
     """Replay ``schedule`` on the naive race of ``config`` and report what happened.
 
-    ``P`` *holds a pointer* into a table page when a table it read named it as the next
-    level to walk and ``P`` has not read it yet (``Step.result``: the tables a whole-table
-    read descends into)."""
+    ``P`` *holds a pointer* into a table page when it is on ``P``'s walk path: the table it
+    is reading, the ones above it that it will come back to (v5.4's ``walk_p?d()`` loops
+    step a pointer through each), and a child it is about to enter (``Step.result`` of
+    ``P``'s reads)."""
     names = parse_schedule(schedule) if isinstance(schedule, str) else tuple(schedule)
     return _play(config, names)
 
@@ -158,7 +159,6 @@ def _play(config: str, names: tuple[str, ...]) -> ScheduleReport:
     freed: list[int] = []
     held_at_free: list[int] = []
     pending: set[int] = set()
-    read: set[int] = set()
     for i, name in enumerate(names, 1):
         if last is not None and name != last and last in s.runnable():
             preemptions += 1
@@ -172,11 +172,8 @@ def _play(config: str, names: tuple[str, ...]) -> ScheduleReport:
         seen = len(s.machine.events)
         step = s.step(name)
         last = name
-        if name == "P" and step.action == "read":
-            if step.table is not None:
-                read.add(step.table)
-            pending.update(step.result or ())
-            pending -= read
+        if name == "P" and step.action == "read" and step.result is not None:
+            pending = set(step.result)
         if name == "H" and step.action == "free" and step.note == "table" and step.pfn:
             freed.append(step.pfn)
             if step.pfn in pending:

@@ -113,8 +113,15 @@ def teardown_steps(
                     found.setdefault("scan", (j, s))
                 elif s.action == "write" and s.va == f.va and s.function == f.function:
                     found.setdefault("clear", (j, s))
-                elif s.action == "tlbi" and s.note == "vaae1is" and s.va == f.va:
-                    found.setdefault("tlbi", (j, s))
+                elif (
+                    s.action == "tlbi"
+                    and s.note == "vaae1is"
+                    and s.function == f.function
+                    and j < i
+                ):
+                    # __flush_tlb_kernel_pgtable(start): the address of the sub-range the
+                    # walk came from, inside the table's span: the last one before the free
+                    found["tlbi"] = (j, s)
     else:
         raise ValueError(f"which={which!r}: pte, block or table")
     return {k: s for k, (_, s) in sorted(found.items(), key=lambda kv: kv[1][0])}

@@ -181,7 +181,8 @@ class BeTheSchedulerExercise(Exercise):
         result = shortest_failure(config)
         return (
             f"{fold(shortest)}, that is: {shortest}. P reads tables until it holds a pointer "
-            f"to the table page with pfn {r.freed[0]:#x}; H then unmaps the block and its "
+            f"to the table page with pfn {(r.pointer_at_free or r.freed)[0]:#x}; H then unmaps "
+            "the block and its "
             f"free_empty_tables() frees that page; P's next step reads it: "
             f"{r.report.splitlines()[0]} ({r.preemptions} preemptions, {r.steps} steps). "
             f"The explorer, {result.summary()}."

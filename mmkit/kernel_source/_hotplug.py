@@ -170,7 +170,8 @@ LISTINGS = [
         "v5.4",
         _MH,
         "offline_pages() calls __offline_pages(). Migration is one fact per block "
-        "(unmovable allocations or not); v5.7's notifier refuses early sections.",
+        "(unmovable allocations or not): isolation first (-EBUSY), then the notifiers; "
+        "the policy's boot-memory notifier (v5.7) refuses early sections (-EPERM).",
         """
         static int __offline_pages(start_pfn, end_pfn)
         {

@@ -246,7 +246,8 @@ LISTINGS = [
         "setup_machine_fdt",
         "v5.4",
         "arch/arm64/kernel/setup.c",
-        "The model reserves a 64 KiB device tree and maps it read-only in one go.",
+        "The model reserves QEMU virt's 1 MiB device tree; fixmap_remap_fdt() maps it "
+        "with create_mapping_noalloc() in SWAPPER_BLOCK_SIZE units (a 2 MiB block on 4K).",
         """
         static void setup_machine_fdt(dt_phys)
         {

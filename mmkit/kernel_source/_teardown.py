@@ -160,8 +160,9 @@ _FREE_PAGE = source(
     "free_hotplug_page_range",
     "v5.7",
     _MMU,
-    "V3 freed a block's pages the same way, before clearing its entry (the model "
-    "calls that step free_pagetable). V9 dropped the WARN_ON(!page).",
+    "V3 freed a block's (and a page's) backing the same way, before clearing its entry. "
+    "V9 dropped the WARN_ON(!page). A PageReserved (boot) page is warned about and freed "
+    "anyway: the page allocator's bad_page() then keeps it.",
     """
     static void free_hotplug_page_range(page, size)
     {

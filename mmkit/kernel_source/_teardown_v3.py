@@ -82,8 +82,8 @@ _REMOVE_PTE_V3 = source(
     "remove_pte_table",
     "patch V3",
     _MMU,
-    "V3 freed each page before pte_clear() and flushed once after the loop; the model "
-    "clears and invalidates each entry, then frees, as V6 on does.",
+    "V3 freed each page before pte_clear() and flushed the whole sub-range once after "
+    "the loop: a stale TLB entry can reach a freed page until then (fixed in V6).",
     """
     static void remove_pte_table(pmdp, addr, end, sparse_vmap)
     {
@@ -97,7 +97,7 @@ _REMOVE_PTE_V3 = source(
                 free_hotplug_page_range(pte_page(pte), PAGE_SIZE);
             pte_clear(&init_mm, addr, ptep);
         }
-        flush_tlb_kernel_range(start, end);  @@ flush_tlb_kernel_range(addr, addr + PAGE_SIZE)
+        flush_tlb_kernel_range(start, end);  @@ flush_tlb_kernel_range({x}, {x})
     }
     """,
     policy=_V3,
@@ -120,7 +120,7 @@ static void free_{name}_table({up}p, addr)
             return;               /* still in use */
     page = {up}_page(READ_ONCE(*{up}p));
     {up}_clear({up}p);  @@ {_CLEAR}
-    __flush_tlb_kernel_pgtable(addr);    /* not in the model */
+    __flush_tlb_kernel_pgtable(addr);  @@ __flush_tlb_kernel_pgtable({{x}})
     free_hotplug_pgtable_page(page);  @@ {_FREE_PT}
 }}
 """
@@ -129,7 +129,7 @@ static void free_{name}_table({up}p, addr)
         "patch V3",
         _MMU,
         "Called as remove_pagetable() returns from the table, under the page-table "
-        "lock. The model unhooks the table without the TLBI V3 issued.",
+        "lock: unhook, TLBI (all levels, for addr), free.",
         text,
         policy=_V3,
     )

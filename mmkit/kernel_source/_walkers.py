@@ -111,6 +111,7 @@ def _slow_alloc(child: str) -> Listing:
 def _walk(level: str) -> Listing:
     n = _LEVEL_NO[level]
     read = f"{level} = READ_ONCE(*{level}p) for each of {{}} entries"
+    noted = f"note_page(st, addr, {n}, READ_ONCE(*{level}p))"
     if level == "pte":
         body = f"""
             note_page(st, addr, 4, READ_ONCE(*ptep));  @@ {read}
@@ -122,7 +123,7 @@ def _walk(level: str) -> Listing:
         body = f"""
             {level} = READ_ONCE(*{level}p);  @@ {read}
             if ({level}_none({level}){sect})
-                note_page(st, addr, {n}, {level}_val({level}));  /* a range */
+                note_page(st, addr, {n}, {level}_val({level}));  @@ {noted}
             else {{
                 BUG_ON({level}_bad({level}));        /* garbage: oops */
                 walk_{down}(st, {level}p, addr, next);
@@ -131,8 +132,15 @@ def _walk(level: str) -> Listing:
         loop = f"for each {level}p in [start, end), next = {level}_addr_end() {{"
     args = "st, mm, start" if level == "pgd" else f"st, {_UP[level]}p, start, end"
     args = args.replace("p4dp", "pgdp")
+    up = _UP.get(level, "pgd").replace("p4d", "pgd")
+    offset = "pte_offset_kernel" if level == "pte" else f"{level}_offset"
+    head = (
+        []
+        if level == "pgd"
+        else [f"    {level}p = {offset}({up}p, start);  @@ {level}p = {offset}({up}p, addr)"]
+    )
     text = "\n".join(
-        [f"static void walk_{level}({args})", "{", f"    {loop}"]
+        [f"static void walk_{level}({args})", "{", *head, f"    {loop}"]
         + [
             "    " + ln[8:] if ln.startswith("        ") else ln
             for ln in body.rstrip().lstrip("\n").splitlines()
@@ -143,8 +151,9 @@ def _walk(level: str) -> Listing:
         f"walk_{level}",
         "v5.4",
         "arch/arm64/mm/dump.c",
-        "The model reads a whole table page in one step; the walker keeps a pointer "
-        "into it, so a table freed meanwhile is read after free.",
+        "The model walks entry by entry as here (a run of gaps or leaves is one step), "
+        "reading the parent again after each child, so a table freed meanwhile (the "
+        "parent too) is read after free.",
         text,
     )
 
@@ -224,8 +233,9 @@ LISTINGS = [
         "ptdump_show",
         "v5.7",
         "arch/arm64/mm/ptdump_debugfs.c",
-        "Patch 2/3 (V3 on; merged for v5.7). v6.1 takes the lock inside "
-        "ptdump_walk_pgd() instead (59305202c67f). The model walks as v5.4 does.",
+        "Patch 2/3 (V3 on; merged for v5.7; v5.3/v5.4 as released take no lock). v6.1 "
+        "takes the lock inside ptdump_walk_pgd() instead (59305202c67f). The model walks "
+        "as v5.4 does; the policy's ptdump_hotplug_lock decides.",
         """
         static int ptdump_show(m, v)   /* cat .../kernel_page_tables */
         {

@@ -6,7 +6,8 @@ Models ``mm/memory_hotplug.c`` (``add_memory`` → ``add_memory_resource``, ``re
 (:meth:`~mmkit.machine.Machine.arch_add_memory` / ``arch_remove_memory``).
 
 ``try_remove_memory()`` calls its steps in the order of the machine's kernel version
-(kernel-facts 4.2):
+(kernel-facts 4.2), unless the policy applies patch 1/3 or the pre-patch order itself
+(``memblock_after_arch_remove``, see :mod:`mmkit.policies.base` for the rule):
 
 * **v5.3, v5.4**: memblock ranges freed and removed *before* the memory block devices are
   removed. In v5.3, ``unregister_memory_block_under_nodes()`` finds the node by walking pfns
@@ -17,7 +18,21 @@ Models ``mm/memory_hotplug.c`` (``add_memory`` → ``add_memory_resource``, ``re
 * **v5.5** (patch 1/3 merged as 32d1fe8fcb32): devices removed, then ``arch_remove_memory``,
   then the memblock ranges, in reverse order of add.
 * **v5.7, v6.1**: as v5.5, with the devices removed before ``mem_hotplug_begin()`` (D.
-  Hildenbrand's lock move) and boot memory refusing to go offline.
+  Hildenbrand's lock move). A policy that keeps the pre-patch order here frees and removes
+  the memblock ranges right after ``firmware_map_remove()``, before the devices.
+
+**Boot memory** (kernel-facts 4.4). Offlining runs ``offline_pages()`` in v5.7's order:
+``start_isolate_page_range()`` first (``-EBUSY`` if ``has_unmovable_pages()``: a boot block
+holding memblock allocations, the kernel image, or kernel allocations made later), then the
+``MEM_GOING_OFFLINE`` notifiers. With the policy's ``boot_memory_notifier`` (V12 on, v5.7's
+``prevent_bootmem_remove_notifier``) an early section answers ``NOTIFY_BAD``, which
+``notifier_to_errno()`` turns into ``-EPERM``: boot memory never goes offline, so it is never
+removed. Without it (V7 and before) a boot block with nothing pinned goes offline and
+``remove_memory()`` removes it: ``__remove_pages()`` frees its memmap through
+``free_map_bootmem()`` → ``vmemmap_free()``, whose pages came from memblock and are
+``PageReserved``; ``free_hotplug_page_range()`` warns and frees them anyway, and the page
+allocator reports each as a bad page and keeps it out of the free lists
+(:meth:`~mmkit.machine.Machine.free_backing`).
 
 Each step is yielded before it is performed (yield, then perform; see :mod:`mmkit.events`):
 a lock is taken, a memblock range added or removed, a device registered, a sysfs link made
@@ -35,7 +50,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from mmkit.errors import Busy, Exists, InvalidArgument, NotFound
+from mmkit.errors import Busy, Exists, InvalidArgument, NotFound, NotPermitted
 from mmkit.events import Step
 from mmkit.mm.memblock import MemblockFlags, pfn_valid
 from mmkit.mm.memory_block import NUMA_NO_NODE, MemoryBlock, MemSection
@@ -72,6 +87,11 @@ def _sections_of(m: Machine, start: int, size: int) -> range:
 def _blocks_of(m: Machine, start: int, size: int) -> range:
     block = m.desc.memory_block_size
     return range(start // block, (start + size) // block)
+
+
+def is_early(m: Machine, blk: MemoryBlock) -> bool:
+    """Whether any section of ``blk`` is early (``SECTION_IS_EARLY``: boot memory)."""
+    return any(m.sections[s].early for s in range(blk.start_section_nr, blk.end_section_nr + 1))
 
 
 def get_nid_for_pfn(m: Machine, pfn: int) -> int:
@@ -117,15 +137,12 @@ def check_remove(m: Machine, start: int, size: int) -> None:
                 f"remove_memory: memory{b} does not exist: nothing was added at "
                 f"{b * m.desc.memory_block_size:#x}"
             )
-        if any(m.sections[s].early for s in range(blk.start_section_nr, blk.end_section_nr + 1)):
-            raise Busy(
-                f"remove_memory: memory{b} is boot memory (early section); it cannot "
-                "be offlined, so it cannot be removed"
-            )
         if blk.state != "offline":
+            early = is_early(m, blk)
             raise Busy(
                 f"remove_memory: memory{b} is {blk.state}; offline it first "
-                "(echo offline > /sys/devices/system/memory/memory{b}/state)"
+                f"(echo offline > /sys/devices/system/memory/memory{b}/state)"
+                + ("; it is boot memory (early section)" if early else "")
             )
 
 
@@ -223,30 +240,37 @@ def online_memory_block(m: Machine, block_id: int, online_type: str = "online") 
         m.sections[s].online = True
     blk.state = "online"
     blk.online_type = online_type
+    blk.zone = "Movable" if online_type == "online_movable" else "Normal"
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
 def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
-    """``memory_subsys_offline`` → ``offline_pages``; ``-EBUSY`` for boot memory (the v5.7
-    notifier, or unmovable kernel allocations before it) and for unmovable pages."""
+    """``memory_subsys_offline`` → ``offline_pages`` (v5.7 order): ``-EBUSY`` when
+    ``start_isolate_page_range()`` finds unmovable pages, then ``-EPERM`` when a
+    ``MEM_GOING_OFFLINE`` notifier says ``NOTIFY_BAD`` (the policy's boot-memory notifier on
+    an early section; module docstring)."""
     blk = m.blocks.get(block_id)
     if blk is None:
         raise NotFound(f"memory{block_id} does not exist")
     m._check_oops("offline_pages")
     if blk.state == "offline":
         return
-    early = any(m.sections[s].early for s in range(blk.start_section_nr, blk.end_section_nr + 1))
-    if early:
-        why = (
-            "prevent_bootmem_remove_notifier returned NOTIFY_BAD for an early section"
-            if m.kernel in ("v5.7", "v6.1")
-            else "boot memory holds unmovable kernel allocations"
-        )
-        raise Busy(f"offline memory{block_id}: {why}")
+    early = is_early(m, blk)
     if blk.unmovable:
+        what = (
+            "boot allocations (PageReserved: kernel image, memblock) or kernel allocations"
+            if early
+            else "kernel allocations in ZONE_NORMAL"
+        )
         raise Busy(
-            f"offline memory{block_id}: has_unmovable_pages(): kernel allocations in "
-            "ZONE_NORMAL cannot be migrated (online it as online_movable next time)"
+            f"offline memory{block_id}: failure to isolate range: has_unmovable_pages(): "
+            f"{what} cannot be migrated"
+            + ("" if early else " (online it as online_movable next time)")
+        )
+    if early and m.policy.boot_memory_notifier:
+        raise NotPermitted(
+            f"offline memory{block_id}: notifier failure: prevent_bootmem_remove_notifier "
+            "returned NOTIFY_BAD for an early section (boot memory is never removed)"
         )
     fn = "offline_pages"
     yield from m.lock(fn, "mem_hotplug_lock", mode="write")
@@ -256,6 +280,7 @@ def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
     for s in range(blk.start_section_nr, blk.end_section_nr + 1):
         m.sections[s].online = False
     blk.state = "offline"
+    blk.zone = ""
     yield from m.unlock(fn, "mem_hotplug_lock")
 
 
@@ -320,33 +345,54 @@ def _arch_remove(m: Machine, start: int, size: int) -> Iterator[Step]:
         m.sections.pop(s, None)
 
 
+def memblock_last(m: Machine) -> bool:
+    """Whether ``try_remove_memory()`` frees and removes the memblock ranges after
+    ``arch_remove_memory()``: the policy's ``memblock_after_arch_remove``, or (None) the
+    kernel era's order: v5.5 on (32d1fe8fcb32)."""
+    after = m.policy.memblock_after_arch_remove
+    return m.kernel not in ("v5.3", "v5.4") if after is None else after
+
+
 def remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
-    """``remove_memory(nid, start, size)`` → ``try_remove_memory`` in the kernel's order."""
+    """``remove_memory(nid, start, size)`` → ``try_remove_memory`` in the kernel's order
+    (and the policy's memblock order, :func:`memblock_last`)."""
     check_remove(m, start, size)
     fn = "try_remove_memory"
+    last = memblock_last(m)
     yield from m.lock("remove_memory", "device_hotplug_lock")
     if m.kernel in ("v5.7", "v6.1"):
         yield _step("call", fn, 'firmware_map_remove(start, start + size, "System RAM")')
+        if not last:
+            yield from _memblock_free_remove(m, start, size, fn)
         yield from _remove_memory_block_devices(m, start, size)
         yield from m.lock(fn, "mem_hotplug_lock", mode="write")
         yield from _arch_remove(m, start, size)
-        yield from _memblock_free_remove(m, start, size, fn)
     else:
         yield from m.lock(fn, "mem_hotplug_lock", mode="write")
         yield _step("call", fn, 'firmware_map_remove(start, start + size, "System RAM")')
-        if m.kernel == "v5.5":
-            yield from _remove_memory_block_devices(m, start, size)
-            yield from _arch_remove(m, start, size)
+        if not last:
             yield from _memblock_free_remove(m, start, size, fn)
-        else:
-            yield from _memblock_free_remove(m, start, size, fn)
-            yield from _remove_memory_block_devices(m, start, size)
-            yield from _arch_remove(m, start, size)
+        yield from _remove_memory_block_devices(m, start, size)
+        yield from _arch_remove(m, start, size)
+    if last:
+        yield from _memblock_free_remove(m, start, size, fn)
     yield _step("call", fn, f"__release_memory_resource({start:#x}, {size:#x})")
-    m.resources.remove((start, start + size))
+    _release_resource(m, start, size)
     yield _step("call", fn, "try_offline_node(nid)")
     yield from m.unlock(fn, "mem_hotplug_lock")
     yield from m.unlock("remove_memory", "device_hotplug_lock")
+
+
+def _release_resource(m: Machine, start: int, size: int) -> None:
+    """``release_mem_region_adjustable()``: take [start, start + size) out of the "System
+    RAM" resource holding it, splitting a boot bank's resource around it."""
+    end = start + size
+    for s, e in list(m.resources):
+        if s <= start and end <= e:
+            m.resources.remove((s, e))
+            m.resources += [r for r in ((s, start), (end, e)) if r[0] < r[1]]
+            m.resources.sort()
+            return
 
 
 def memblock_flags_ok(m: Machine) -> bool:

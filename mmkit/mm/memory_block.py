@@ -56,6 +56,7 @@ class MemoryBlock:
     nid: int = NUMA_NO_NODE  #: set when linked under a node (v5.4 on)
     online_type: str = ""  #: "online" (ZONE_NORMAL) or "online_movable" (ZONE_MOVABLE)
     unmovable: bool = False  #: holds kernel allocations: cannot be offlined
+    zone: str = ""  #: the zone an online block is in ("DMA", "DMA32", "Normal", "Movable")
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def ptdump_walk(
     >>> recs[0].name, hex(recs[0].address), recs[1].level
     ('Linear Mapping start', '0xffff000000000000', 'PMD')
     >>> sorted(recs[1].tokens)
-    ['AF', 'BLK', 'MEM/NORMAL', 'NG', 'NX', 'RW', 'SHD', 'UXN']
+    ['AF', 'BLK', 'MEM/NORMAL-TAGGED', 'NG', 'NX', 'RW', 'SHD', 'UXN']
     """
     d = m.desc
     era = _era(d.kernel, d.levels)

@@ -51,14 +51,15 @@ _COMMON_BITS: tuple[_ProtBit, ...] = (
 )
 
 # Memory types, keyed by the AttrIndx values mmkit's descriptors use (the v5.4 MAIR layout,
-# mmkit.arch.pte.MT_*). v5.x prints the five strings of v5.4 dump.c; v6.1 has no DEVICE/GRE
-# and adds MEM/NORMAL-TAGGED, for which mmkit has no index (its machines never map MTE tags).
+# mmkit.arch.pte.MT_*, plus MT_NORMAL_TAGGED). v5.x prints the five strings of v5.4 dump.c;
+# v6.1 ptdump.c has no DEVICE/GRE and adds MEM/NORMAL-TAGGED, which its linear map uses.
 _MEM_V5: tuple[tuple[int, str], ...] = tuple(hw.PTDUMP_MEM_TYPES.items())
 _MEM_V61: tuple[tuple[int, str], ...] = (
     (hw.MT_DEVICE_nGnRnE, "DEVICE/nGnRnE"),
     (hw.MT_DEVICE_nGnRE, "DEVICE/nGnRE"),
     (hw.MT_NORMAL_NC, "MEM/NORMAL-NC"),
     (hw.MT_NORMAL, "MEM/NORMAL"),
+    (hw.MT_NORMAL_TAGGED, "MEM/NORMAL-TAGGED"),
 )
 
 

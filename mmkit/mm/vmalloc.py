@@ -19,7 +19,7 @@ after each area (``VM_NO_GUARD`` unset), as ``__get_vm_area_node`` does on an em
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 from mmkit.arch import pte as hw
@@ -31,98 +31,132 @@ if TYPE_CHECKING:
 __all__ = ["use_vmalloc_area", "vmalloc", "vmap_page_range"]
 
 
-def vmap_page_range(m: Machine, start: int, pfns: list[int], prot: int) -> Iterator[Step]:
+def vmap_page_range(
+    m: Machine, start: int, pfns: list[int], prot: int
+) -> Generator[Step, None, bool]:
     """``vmap_page_range(start, end, prot, pages)``: map ``pfns`` one page each from
     ``start``, allocating missing tables the way vmalloc does (unlocked test, locked
     re-check and install).
 
-    The walk keeps a pointer into each table page it has read a table entry for, and uses
-    it later without a lock, as the kernel does. If that table page has been freed since
+    As v5.4's ``vmap_p?d_range()`` nest: each level's wrapper (``pud_alloc``,
+    ``pmd_alloc``, ``pte_alloc_kernel``) reads its upper entry once per span of that entry
+    and returns a pointer into the next table, which the loop below it then steps through
+    (``pte++``, ``pmd++``) for every entry of the span, without a lock. So one PTE-table
+    pointer serves all the pages of a PMD span. If that table page has been freed since
     (hot-remove's ``free_empty_tables()``), every later read or write through the pointer
     is a use-after-free, recorded KASAN-style with who freed the page and what it is now.
+    Returns True, or False when ``vmap_pte_range()`` found a PTE already set (``-EBUSY``).
     """
     pt = m.pgtables
+    end = start + len(pfns) * m.page_size
+    top = pt.pgd_pfn  # pgd_offset_k(): swapper_pg_dir is never freed
+    ok = yield from _vmap_range(m, 0, top, pt.info.get(top), start, end, start, pfns, prot)
+    return ok
+
+
+def _vmap_range(
+    m: Machine,
+    depth: int,
+    table: int,
+    held: object,
+    addr: int,
+    end: int,
+    start: int,
+    pfns: list[int],
+    prot: int,
+) -> Generator[Step, None, bool]:
+    """The loop of one ``vmap_p?d_range()`` over [addr, end) through the pointer into
+    ``table`` (``held``: the table page the pointer was taken into). False: ``-EBUSY``."""
+    pt = m.pgtables
     leaf = len(pt.levels) - 1
-    for i, pfn in enumerate(pfns):
-        addr = start + i * m.page_size
-        table = pt.pgd_pfn
-        held = pt.info.get(table)  # the table page the pointer was taken into
-        for depth in range(leaf):
-            lvl = pt.levels[depth]
-            child = pt.levels[depth + 1].name
-            fn = "pte_alloc_kernel" if child == "pte" else f"{child}_alloc"
+    lvl = pt.levels[depth]
+    if depth == leaf:
+        while addr < end:
             idx = lvl.index(addr)
+            pfn = pfns[(addr - start) // m.page_size]
+            new = pt.pa_to_desc(pfn << pt.page_shift) | prot
+            step = Step(
+                "write",
+                "vmap_pte_range",
+                "set_pte_at(&init_mm, addr, pte, mk_pte(page, prot))",
+                lvl.name,
+                addr,
+                table,
+                idx,
+                new=new,
+            )
+            yield step
+            # performing it: if (WARN_ON(!pte_none(*pte))) return -EBUSY; then the write
+            _check_pointer(m, "vmap_pte_range", lvl.name, table, held, addr, "Write")
+            old = step.old = int(pt.content[table][idx])
+            if old:
+                m.warn("vmap_pte_range", f"WARN_ON(!pte_none(*pte)) at {addr:#x}: -EBUSY", va=addr)
+                return False
+            pt.content[table][idx] = new
+            addr += m.page_size
+        return True
+    size = lvl.entry_size
+    child = pt.levels[depth + 1].name
+    fn = "pte_alloc_kernel" if child == "pte" else f"{child}_alloc"
+    while addr < end:
+        nxt = min((addr | (size - 1)) + 1, end)
+        idx = lvl.index(addr)
+        step = Step(
+            "read",
+            fn,
+            f"unlikely({lvl.name}_none(*{lvl.name}))  /* no lock */",
+            lvl.name,
+            addr,
+            table,
+            idx,
+        )
+        yield step
+        _check_pointer(m, fn, lvl.name, table, held, addr, "Read")
+        raw = step.old = int(pt.content[table][idx])
+        if raw == 0:
+            alloc = f"__{child}_alloc"
+            new_pfn = yield from m.alloc_table(depth + 1, addr, alloc)
+            yield from m.lock(alloc, "init_mm.page_table_lock")
             step = Step(
                 "read",
-                fn,
-                f"unlikely({lvl.name}_none(*{lvl.name}))  /* no lock */",
+                alloc,
+                f"if (likely({lvl.name}_none(*{lvl.name})))  /* under the lock */",
                 lvl.name,
                 addr,
                 table,
                 idx,
             )
             yield step
-            _check_pointer(m, fn, lvl.name, table, held, addr, "Read")
+            _check_pointer(m, alloc, lvl.name, table, held, addr, "Read")
             raw = step.old = int(pt.content[table][idx])
-            if raw == 0:
-                alloc = f"__{child}_alloc"
-                new_pfn = yield from m.alloc_table(depth + 1, addr, alloc)
-                yield from m.lock(alloc, "init_mm.page_table_lock")
+            lost = raw != 0  # another CPU populated it meanwhile
+            if not lost:
+                raw = pt.table_desc(new_pfn)
                 step = Step(
-                    "read",
+                    "write",
                     alloc,
-                    f"if (likely({lvl.name}_none(*{lvl.name})))  /* under the lock */",
+                    f"{lvl.name}_populate(&init_mm, {lvl.name}, new)",
                     lvl.name,
                     addr,
                     table,
                     idx,
+                    new=raw,
                 )
                 yield step
-                _check_pointer(m, alloc, lvl.name, table, held, addr, "Read")
-                raw = step.old = int(pt.content[table][idx])
-                lost = raw != 0  # another CPU populated it meanwhile
-                if not lost:
-                    raw = pt.table_desc(new_pfn)
-                    step = Step(
-                        "write",
-                        alloc,
-                        f"{lvl.name}_populate(&init_mm, {lvl.name}, new)",
-                        lvl.name,
-                        addr,
-                        table,
-                        idx,
-                        new=raw,
-                    )
-                    yield step
-                    _check_pointer(m, alloc, lvl.name, table, held, addr, "Write")
-                    step.old = int(pt.content[table][idx])
-                    pt.content[table][idx] = raw
-                yield from m.unlock(alloc, "init_mm.page_table_lock")
-                if lost:
-                    yield from _free_unused_table(m, new_pfn, alloc, child)
-            table = pt.next_table(raw)
-            held = pt.info.get(table)
-        lvl = pt.levels[leaf]
-        idx = lvl.index(addr)
-        new = pt.pa_to_desc(pfn << pt.page_shift) | prot
-        step = Step(
-            "write",
-            "vmap_pte_range",
-            "set_pte_at(&init_mm, addr, pte, mk_pte(page, prot))",
-            lvl.name,
-            addr,
-            table,
-            idx,
-            new=new,
+                _check_pointer(m, alloc, lvl.name, table, held, addr, "Write")
+                step.old = int(pt.content[table][idx])
+                pt.content[table][idx] = raw
+            yield from m.unlock(alloc, "init_mm.page_table_lock")
+            if lost:
+                yield from _free_unused_table(m, new_pfn, alloc, child)
+        below = pt.next_table(raw)
+        ok = yield from _vmap_range(
+            m, depth + 1, below, pt.info.get(below), addr, nxt, start, pfns, prot
         )
-        yield step
-        # performing it: if (WARN_ON(!pte_none(*pte))) return -EBUSY; then the write
-        _check_pointer(m, "vmap_pte_range", lvl.name, table, held, addr, "Write")
-        old = step.old = int(pt.content[table][idx])
-        if old:
-            m.warn("vmap_pte_range", f"WARN_ON(!pte_none(*pte)) at {addr:#x}: -EBUSY", va=addr)
-            return
-        pt.content[table][idx] = new
+        if not ok:
+            return False
+        addr = nxt
+    return True
 
 
 def _check_pointer(

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from mmkit.arch import pte as hw
-from mmkit.errors import Busy, Exists, NoMemory, NotFound
+from mmkit.errors import Busy, Exists, NoMemory, NotFound, NotPermitted
 from mmkit.events import Step
 from mmkit.pgtable.mapping import (
     NO_BLOCK_MAPPINGS,
@@ -23,7 +22,8 @@ from mmkit.pgtable.mapping import (
     create_pgd_mapping,
     vmemmap_populate,
 )
-from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable_v3, unmap_hotplug_range
+from mmkit.pgtable.remove_pagetable import PTL
+from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable, unmap_hotplug_range
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -46,10 +46,11 @@ def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     ``return 0``, records the range in ``hotplugged`` when performed."""
     fn = "arch_add_memory"
     yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
+    from mmkit.boot import linear_map_prot
+
     flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
-    yield from create_pgd_mapping(
-        m, start, m.lm_va(start), size, hw.kernel_prot("PAGE_KERNEL", ng=m.ng), flags
-    )
+    # params->pgprot: PAGE_KERNEL, or v6.1's pgprot_mhp(PAGE_KERNEL) (tagged)
+    yield from create_pgd_mapping(m, start, m.lm_va(start), size, linear_map_prot(m), flags)
     sec = 1 << m.macros["SECTION_SIZE_BITS"]
     shift = m.desc.page_shift
     for s in range(start, start + size, sec):  # __add_pages → sparse_add_section
@@ -69,46 +70,62 @@ def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
 
 
 def remove_pgd_mapping(m: Machine, start: int, size: int) -> Iterator[Step]:
-    """``__remove_pgd_mapping(swapper_pg_dir, start, size)``."""
+    """``__remove_pgd_mapping(swapper_pg_dir, start, size)`` under the machine's policy:
+    the linear map's teardown, its tables bounded by [PAGE_OFFSET, PAGE_END) when
+    ``linear_floor_ceiling``."""
     p = m.policy
-    end = start + size
     yield Step(
         "call",
         "__remove_pgd_mapping",
         f"__remove_pgd_mapping(swapper_pg_dir, {start:#x}, {size:#x})",
         va=start,
     )
-    if p.passes == 1:
-        yield from remove_pagetable_v3(m, start, end, False)
-        return
-    yield from unmap_hotplug_range(m, start, end, False)
-    yield from free_empty_tables(
-        m,
-        start,
-        end,
-        m.macros["PAGE_OFFSET"],
-        m.macros["PAGE_END"],
-        floor_ceiling=p.linear_floor_ceiling,
-    )
+    bounds = (m.macros["PAGE_OFFSET"], m.macros["PAGE_END"]) if p.linear_floor_ceiling else None
+    for op in _teardown(m, "__remove_pgd_mapping", start, start + size, False, True, bounds):
+        yield from op
 
 
 def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
-    """``vmemmap_free(start, end, altmap)`` under the machine's policy."""
+    """``vmemmap_free(start, end, altmap)`` under the machine's policy: its tables freed as
+    ``vmemmap_tables`` says (never, always, unless V7's overlap, or inside [VMEMMAP_START,
+    VMEMMAP_END))."""
     p = m.policy
     yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
+    free_tables = p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap)
+    bounds = None
+    if p.vmemmap_tables == "floor-ceiling":
+        bounds = (m.macros["VMEMMAP_START"], m.desc.vmemmap_end)
+    for op in _teardown(m, "vmemmap_free", start, end, True, free_tables, bounds):
+        yield from op
+
+
+def _teardown(
+    m: Machine,
+    fn: str,
+    start: int,
+    end: int,
+    free_mapped: bool,
+    free_tables: bool,
+    bounds: tuple[int, int] | None,
+) -> list[Iterator[Step]]:
+    """The policy's teardown of [start, end), as the calls the caller makes in turn: V3's
+    single ``remove_pagetable()`` walk (``passes`` 1, which takes the ptl itself) or
+    ``unmap_hotplug_range()`` then (if ``free_tables``) ``free_empty_tables()``, under
+    ``init_mm.page_table_lock`` when ``pgtable_lock``; ``bounds`` is the (floor, ceiling) a
+    table must lie inside to be freed. (A list of calls, not one generator, so that each
+    kernel function is its own frame for a stepping view.)"""
+    p = m.policy
     if p.passes == 1:
-        yield from remove_pagetable_v3(m, start, end, True)
-        return
-    yield from unmap_hotplug_range(m, start, end, True)
-    if p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap):
-        yield from free_empty_tables(
-            m,
-            start,
-            end,
-            m.macros["VMEMMAP_START"],
-            m.desc.vmemmap_end,
-            floor_ceiling=p.vmemmap_tables == "floor-ceiling",
+        return [remove_pagetable(m, start, end, free_mapped, free_tables, bounds)]
+    ops = [unmap_hotplug_range(m, start, end, free_mapped)]
+    if free_tables:
+        floor, ceiling = bounds or (0, 0)
+        ops.append(
+            free_empty_tables(m, start, end, floor, ceiling, floor_ceiling=bounds is not None)
         )
+    if p.pgtable_lock:
+        ops = [m.lock(fn, PTL), *ops, m.unlock(fn, PTL)]
+    return ops
 
 
 def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
@@ -127,12 +144,17 @@ def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
         )
     yield from remove_pgd_mapping(m, m.lm_va(start), size)
     yield Step("call", "arch_remove_memory", "return", va=m.lm_va(start))
+    m.hotplugged = _without(m.hotplugged, start, size)
+    m._boot_ranges = _without(m._boot_ranges, start, size)  # boot memory a policy let go
+
+
+def _without(ranges: list[tuple[int, int]], start: int, size: int) -> list[tuple[int, int]]:
     kept: list[tuple[int, int]] = []
-    for s, n in m.hotplugged:
+    for s, n in ranges:
         for lo, hi in ((s, min(s + n, start)), (max(s, start + size), s + n)):
             if lo < hi:
                 kept.append((lo, hi - lo))
-    m.hotplugged = sorted(kept)
+    return sorted(kept)
 
 
 def pages_needed(m: Machine, size: int) -> int:
@@ -167,16 +189,30 @@ def check_hot_add(m: Machine, start: int, size: int) -> None:
 
 def check_hot_remove(m: Machine, start: int, size: int) -> None:
     """What :meth:`Machine.hot_remove <mmkit.machine.Machine.hot_remove>` refuses, before
-    anything changes: a bad range, boot memory, or memory that was not all hot-added."""
+    anything changes: a bad range, memory that is not all present, or boot memory that could
+    not go offline: a block with unmovable (boot-allocated) pages (``-EBUSY``) or, under a
+    policy with the boot-memory notifier, any early section (``-EPERM``; see
+    :mod:`mmkit.mm.hotplug`). Boot memory a policy lets through is removed as the kernel
+    would (its memmap's ``PageReserved`` pages warned about, and leaked)."""
     m._check_range(start, size, "hot-remove")
-    if m._overlaps(start, size, m._boot_ranges):
-        raise Busy(
-            f"hot-remove: [{start:#x}, {start + size:#x}) holds boot memory, which "
-            "cannot be offlined (early sections) and so cannot be removed"
-        )
-    covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in m.hotplugged)
+    present = [*m.hotplugged, *m._boot_ranges]
+    covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in present)
     if covered != size:
         raise NotFound(
-            f"hot-remove: [{start:#x}, {start + size:#x}) is not all present "
-            "hot-added memory; remove only what was added"
+            f"hot-remove: [{start:#x}, {start + size:#x}) is not all present memory; "
+            "remove only what was added"
         )
+    if m._overlaps(start, size, m._boot_ranges):
+        block = m.desc.memory_block_size
+        for b in range(start // block, (start + size) // block):
+            blk = m.blocks.get(b)
+            if blk is not None and blk.unmovable:
+                raise Busy(
+                    f"hot-remove: memory{b} is boot memory holding boot allocations "
+                    "(has_unmovable_pages): it cannot be offlined, so it cannot be removed"
+                )
+        if m.policy.boot_memory_notifier:
+            raise NotPermitted(
+                f"hot-remove: [{start:#x}, {start + size:#x}) is boot memory: "
+                "prevent_bootmem_remove_notifier refuses to offline early sections"
+            )

@@ -337,11 +337,8 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
         if raw == 0:
             order = lvl.shift - pt.page_shift
             pfn = yield from m.alloc_backing(order, "vmemmap", fn, boot=boot)
-            prot = (
-                hw.kernel_prot("PROT_SECT_NORMAL")
-                if block
-                else hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
-            )
+            # PROT_SECT_DEFAULT includes PMD_MAYBE_NG, as PROT_DEFAULT has PTE_MAYBE_NG
+            prot = hw.kernel_prot("PROT_SECT_NORMAL" if block else "PAGE_KERNEL", ng=m.ng)
             new = pt.pa_to_desc(pfn << pt.page_shift) | prot
             write = Step(
                 "write",

@@ -11,10 +11,13 @@ Models patch 3/3 of the series as its versions did it (the policy says which):
   range, bottom up, free it when every entry is none: clear the parent entry,
   ``__flush_tlb_kernel_pgtable()``, free the page. From V8 (v5.7) a table is freed only if
   ``pgtable_range_aligned()`` says its whole span lies inside [floor, ceiling).
-* **V3's single pass** (``remove_pagetable`` under ``init_mm.page_table_lock``): frees each
-  table as soon as the walk returns from it; a block's backing pages are freed before its
-  entry is cleared and no TLBI follows; table pages are unhooked without a TLBI. (The V3
-  code was not read; this follows its changelog and the V5 review, kernel-facts 6.5.)
+* **V3's single pass** (``remove_pagetable`` under ``init_mm.page_table_lock``, V3 to V5;
+  :mod:`mmkit.pgtable.remove_pagetable`): frees each table as soon as the walk returns from
+  it, with the parent entry cleared and ``__flush_tlb_kernel_pgtable()`` before the free, as
+  pass 2 does; a vmemmap block's pages are freed before its entry is cleared and no TLBI
+  follows; at the PTE level each mapped page is freed before its ``pte_clear()`` and one
+  ``flush_tlb_kernel_range(start, end)`` covers the sub-range after the loop (V3 4/4 and
+  V5 3/3 as posted).
 
 Each step is yielded before it is performed (yield, then perform; see :mod:`mmkit.events`):
 an entry is read when its ``read`` step is resumed and the walk goes on from the value read
@@ -28,8 +31,8 @@ the step is yielded, and the clear performed on resume stands for the READ_ONCE 
 each entry. So removing a memory block is tens of steps, not hundreds. ``m.fine = True``
 makes every entry its own read / clear / TLBI / free sequence, as the kernel loops.
 
-Pass 1, V3's pass and the freeing of one empty table live in :mod:`mmkit.pgtable.unmap`;
-this module holds pass 2 and re-exports the rest.
+Pass 1 and the freeing of one empty table live in :mod:`mmkit.pgtable.unmap`, V3's pass in
+:mod:`mmkit.pgtable.remove_pagetable`; this module holds pass 2 and re-exports the rest.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.remove_pagetable import remove_pagetable
 from mmkit.pgtable.unmap import (
     coarse_run,
     pgtable_range_aligned,
     read_entry,
-    remove_pagetable_v3,
     try_free_table,
     unmap_hotplug_range,
 )
@@ -56,7 +59,7 @@ __all__ = [
     "free_empty_tables",
     "pgtable_range_aligned",
     "read_entry",
-    "remove_pagetable_v3",
+    "remove_pagetable",
     "unmap_hotplug_range",
 ]
 

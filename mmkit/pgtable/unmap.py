@@ -1,10 +1,10 @@
-"""Pass 1 of the teardown, ``unmap_hotplug_range``, V3's single pass, and freeing one empty
-table page (the primitive both V3 and pass 2 use).
+"""Pass 1 of the teardown, ``unmap_hotplug_range``, and freeing one empty table page (the
+primitive V3's single pass and pass 2 share).
 
 See :mod:`mmkit.pgtable.teardown` for the algorithms, the versions and the step granularity;
 this module holds the walk that clears leaf and block entries (clear → TLBI → free, v5.7
 ``arch/arm64/mm/mmu.c`` ``unmap_hotplug_*_range``), the coarse runs, and
-:func:`pgtable_range_aligned`.
+:func:`pgtable_range_aligned`. V3's pass is :mod:`mmkit.pgtable.remove_pagetable`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from mmkit.machine import Machine
 
 __all__ = [
+    "block_tlbi",
     "coarse_run",
     "pgtable_range_aligned",
     "read_entry",
-    "remove_pagetable_v3",
     "try_free_table",
     "unmap_hotplug_range",
 ]
@@ -89,10 +89,14 @@ def read_entry(
     return step.old
 
 
-def _block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
-    if m.policy.block_tlbi == "single":
+def block_tlbi(m: Machine, fn: str, addr: int, size: int) -> Iterator[Step]:
+    """The TLB maintenance for one cleared block entry, as the policy's ``block_tlbi`` says:
+    none (V3-V5), ``flush_tlb_kernel_range(addr, next)`` (V6-V9) or
+    ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)`` (one TLBI, V10 on)."""
+    kind = m.policy.block_tlbi
+    if kind == "single":
         yield from flush_tlb_kernel_range(m, fn, addr, addr + m.pgtables.page_size)
-    else:
+    elif kind == "range":
         yield from flush_tlb_kernel_range(m, fn, addr, addr + size)
 
 
@@ -188,11 +192,11 @@ def _clear_run(
 
 
 def _unmap_level(
-    m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool, v3: bool
+    m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool
 ) -> Iterator[Step]:
     pt = m.pgtables
     level = pt.levels[depth]
-    fn = f"unmap_hotplug_{level.name}_range" if not v3 else f"remove_{level.name}_table"
+    fn = f"unmap_hotplug_{level.name}_range"
     if depth == len(pt.levels) - 1:
         yield from _unmap_leaves(m, depth, table, addr, end, free_mapped, fn)
         return
@@ -201,7 +205,7 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        if not m.fine and not v3 and int(arr[idx]) & 0b11 != 0b11:  # none or block: a run?
+        if not m.fine and int(arr[idx]) & 0b11 != 0b11:  # none or block: a run?
             run = yield from coarse_run(m, level, table, addr, end, free_mapped, fn, "unmap")
             if run:
                 addr = min((addr & ~(size - 1)) + run * size, end)
@@ -212,24 +216,10 @@ def _unmap_level(
                 m.warn(fn, f"WARN_ON(!{level.name}_present({level.name}))", va=addr)
             base = addr & ~(size - 1)
             if pt.is_sect(raw):
-                yield from _unmap_block(m, level, table, idx, base, raw, free_mapped, fn, v3)
+                yield from _unmap_block(m, level, table, idx, base, raw, free_mapped, fn)
             else:
                 child = pt.next_table(raw)
-                yield from _unmap_level(m, depth + 1, child, addr, nxt, free_mapped, v3)
-                if v3:
-                    yield from try_free_table(
-                        m,
-                        depth + 1,
-                        table,
-                        idx,
-                        child,
-                        base,
-                        0,
-                        0,
-                        f"free_{pt.levels[depth + 1].name}_table",
-                        floor_ceiling=False,
-                        tlbi=False,
-                    )
+                yield from _unmap_level(m, depth + 1, child, addr, nxt, free_mapped)
         addr = nxt
 
 
@@ -242,7 +232,6 @@ def _unmap_block(
     raw: int,
     free_mapped: bool,
     fn: str,
-    v3: bool,
 ) -> Iterator[Step]:
     """Clear the block entry ``table[idx]`` (``raw``, as read), invalidate, free its pages."""
     pt = m.pgtables
@@ -250,8 +239,6 @@ def _unmap_block(
     size = level.entry_size
     pfn = pt.desc_to_pa(raw) >> pt.page_shift
     order = level.shift - pt.page_shift
-    if v3 and free_mapped:  # V3: the backing pages go first, the entry after, no TLBI
-        yield from m.free_backing(pfn, order, "free_pagetable", base)
     step = Step(
         "write",
         fn,
@@ -265,9 +252,7 @@ def _unmap_block(
     yield step
     step.old = int(arr[idx])
     arr[idx] = 0
-    if v3:
-        return
-    yield from _block_tlbi(m, fn, base, size)
+    yield from block_tlbi(m, fn, base, size)
     if free_mapped:
         yield from m.free_backing(pfn, order, "free_hotplug_page_range", base)
 
@@ -332,7 +317,9 @@ def coarse_run(
     yield step
     step.old = int(arr[i0])
     arr[i0 : i0 + count] = 0
-    yield from flush_tlb_blocks(m, fn, base, count, size, single=m.policy.block_tlbi == "single")
+    if m.policy.block_tlbi != "none":
+        single = m.policy.block_tlbi == "single"
+        yield from flush_tlb_blocks(m, fn, base, count, size, single=single)
     if free_mapped:
         pfn = pt.desc_to_pa(first) >> pt.page_shift
         order = level.shift - pt.page_shift
@@ -350,20 +337,7 @@ def unmap_hotplug_range(m: Machine, addr: int, end: int, free_mapped: bool) -> I
         f"unmap_hotplug_range({addr:#x}, {end:#x}, free_mapped={free_mapped})",
         va=addr,
     )
-    yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, free_mapped, v3=False)
-
-
-def remove_pagetable_v3(m: Machine, addr: int, end: int, sparse_vmap: bool) -> Iterator[Step]:
-    """V3's ``remove_pagetable(start, end, sparse_vmap)``: one pass under the kernel ptl."""
-    yield Step(
-        "call",
-        "remove_pagetable",
-        f"remove_pagetable({addr:#x}, {end:#x}, sparse_vmap={sparse_vmap})",
-        va=addr,
-    )
-    yield from m.lock("remove_pagetable", "init_mm.page_table_lock")
-    yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, sparse_vmap, v3=True)
-    yield from m.unlock("remove_pagetable", "init_mm.page_table_lock")
+    yield from _unmap_level(m, 0, m.pgtables.pgd_pfn, addr, end, free_mapped)
 
 
 def try_free_table(
@@ -378,11 +352,15 @@ def try_free_table(
     fn: str,
     *,
     floor_ceiling: bool,
-    tlbi: bool = True,
     end: int | None = None,
 ) -> Iterator[Step]:
     """Free the table ``child`` at ``depth`` (hooked at ``parent[pidx]``, as the caller read
-    it) if it is (allowed and) empty: scan it, then clear the parent entry, TLBI, free."""
+    it) if it is (allowed and) empty: scan it, then clear the parent entry, TLBI, free.
+
+    ``start`` is the first address of the sub-range the caller walked under the table, as
+    the kernel passes it: V3's ``free_p?d_table(..., addr)`` and v5.7's
+    ``free_empty_p?d_table`` both invalidate with ``__flush_tlb_kernel_pgtable()`` of that
+    address (TLBI VAAE1IS: the walk entries and the leaf entry for that one VA)."""
     pt = m.pgtables
     parent_level = pt.levels[depth - 1]
     level = pt.levels[depth]
@@ -419,6 +397,5 @@ def try_free_table(
     yield step
     step.old = int(pt.content[parent][pidx])
     pt.content[parent][pidx] = 0
-    if tlbi:
-        yield from flush_tlb_kernel_pgtable(m, fn, start & mask)
+    yield from flush_tlb_kernel_pgtable(m, fn, start)
     yield from m.free_table(child, fn)

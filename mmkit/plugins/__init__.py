@@ -296,3 +296,11 @@ class _DemoPolicy:
     name: str = "demo"
     description: str = "does nothing, as an example"
     kernel_versions: tuple[str, ...] = ("v5.7",)
+    passes: int = 2
+    pgtable_lock: bool = False
+    vmemmap_tables: str = "floor-ceiling"
+    linear_floor_ceiling: bool = True
+    block_tlbi: str = "single"
+    ptdump_hotplug_lock: bool = True
+    memblock_after_arch_remove: bool | None = None
+    boot_memory_notifier: bool = True

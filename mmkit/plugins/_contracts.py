@@ -86,6 +86,11 @@ class PolicyPlugin(Protocol):
     """What an ``mmkit.policy`` entry point names: one kernel policy (e.g. a patch version).
 
     ``kernel_versions`` is a non-empty tuple of the versions or patch revisions it models.
+    It must also carry every decision the engine reads, each one of its allowed values:
+    exactly :data:`mmkit.policies.base.DECISIONS` (``passes``, ``pgtable_lock``,
+    ``vmemmap_tables``, ``linear_floor_ceiling``, ``block_tlbi``, ``ptdump_hotplug_lock``,
+    ``memblock_after_arch_remove``, ``boot_memory_notifier``). The easy way is to make the
+    plugin a :class:`mmkit.policies.HotplugPolicy`.
     """
 
     @property

@@ -212,6 +212,15 @@ def _validate_policy(entry: PluginEntry, obj: object) -> _Accepted:
             f"kernel_versions is {versions!r}; expected a non-empty tuple of "
             "version strings, e.g. ('v5.7',)",
         )
+    from mmkit.policies.base import check_decisions  # the fields the engine reads
+
+    problems = check_decisions(obj)
+    if problems:
+        _invalid(
+            entry,
+            "; ".join(problems) + " (every decision of mmkit.policies.base.DECISIONS; "
+            "a HotplugPolicy has them all)",
+        )
     return _Accepted(name, (name,), note)
 
 

@@ -10,11 +10,17 @@ Each scenario is a :class:`Race`: ``factory()`` builds a fresh ``(machine, threa
   (``ptdump_show()``). Without ``get_online_mems()`` one preemption lets ``P`` read a table
   page ``H`` has freed; with it (every policy from V3 on) ``H``'s ``mem_hotplug_begin()`` and
   ``P``'s read lock exclude each other.
-* :func:`tlb_order`: why teardown goes clear → TLBI → free. ``R`` on CPU 1 has the struct
-  pages of the block in its TLB and reads them again; ``H`` removes the block. V3 freed a
-  vmemmap block before clearing its entry and never invalidated: ``R`` then reads a freed
-  page through its stale TLB entry. From V6 the entry is cleared and invalidated before the
-  page is freed, so ``R`` faults instead (the kernel's own code never reads removed memory).
+* :func:`tlb_order`: why teardown goes clear → TLBI → free. ``R`` on CPU 1 has the first
+  struct page of the block in its TLB and reads it again; ``H`` removes the block. V3 (V3 4/4,
+  V5 3/3 ``remove_pagetable``) freed the memmap before clearing its entries: a 2 MiB block
+  (4K) with no TLBI for the block at all, or base pages (16K, 64K) with one
+  ``flush_tlb_kernel_range()`` only after the PTE loop. ``R`` running in that window reads a
+  freed page through its stale TLB entry. The window closes at the next TLBI that covers
+  ``R``'s address: the PTE loop's flush, or on 4K the ``__flush_tlb_kernel_pgtable(addr)``
+  with which V3 freed the emptied vmemmap table (it names the range's first address, the
+  one ``R`` reads), so ``H`` run to the end leaves nothing stale here: it takes one
+  preemption. From V6 each entry is cleared and invalidated before its page is freed, so
+  ``R`` faults instead (the kernel's own code never reads removed memory).
 * :func:`vmalloc_race`: patch 3/3's race (kernel-facts 7.2). ``V`` runs ``vmalloc()`` on
   CPU 1: ``vmap_page_range()`` takes a pointer into a table page without a lock and uses it
   later; ``H`` hot-removes the block whose memmap shares that table page. Where nothing else
@@ -123,7 +129,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
                 "cat /sys/kernel/debug/kernel_page_tables"
                 + (" (get_online_mems)" if take_lock else ""),
                 1,
-                ptdump_show(m, take_lock=take_lock),
+                ptdump_show(m),
             ),
         ]
 
