@@ -373,3 +373,20 @@ def test_table_outputs_show_addresses_in_hex(capsys):
     assert not _decimals(out) & set().union(*_engine_addresses({}).values())
     _, out, _ = run(capsys, "layout", "arm64-4k-48")
     assert not _decimals(out) & _engine_addresses({})["arm64-4k-48"]
+
+
+def test_the_readme_replay_example_replays_a_real_failure(capsys) -> None:
+    """The README's `mmkit replay` line is a schedule the explorer found: replayed, it
+    ends in the kernel events the explorer reported."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    line = re.search(r"^mmkit replay .*?(?<!\\)$", readme.replace("\\\n", " "), re.M)
+    assert line is not None, "no mmkit replay example in the README"
+    args = shlex.split(line.group(0))[1:]
+    assert "..." not in " ".join(args), "the README's schedule must be a real one"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"use-after-free|lost-mapping", out), out[-2000:]
