@@ -146,3 +146,22 @@ def test_hex_only_titles_and_determinism():
     assert sysfs_figure(sc.machine, title="mine").layout.title.text.startswith(
         "mine, arm64-4k-48, Linux v5.3<br>"
     )
+
+
+@pytest.mark.parametrize("kernel", ["v5.4", "v5.7", "v6.1"])
+def test_memory_boxes_show_the_engines_zone_and_valid_zones(kernel):
+    from mmkit.mm.zones import valid_zones
+
+    m = Machine("arm64-4k-48", kernel=kernel, online_type="online_movable")
+    m.add_memory(0, 0x1_0000_0000, m.desc.memory_block_size)
+    fig = sysfs_figure(m)
+    hovers = [h for t in fig.data if t.customdata is not None for h in t.customdata]
+    for box in sysfs_boxes(m):
+        if box.state != "online" or box.count != 1:
+            continue
+        hover = next(h for h in hovers if f"/memory{box.first}</b>" in h)
+        assert f"ZONE_{m.blocks[box.first].zone.upper()}" in hover
+        assert f"valid_zones: {valid_zones(m, box.first)}" in hover
+    # the hot-added block went to ZONE_MOVABLE, boot memory to an era's DMA zone
+    zones = {m.blocks[b].zone for b in m.blocks}
+    assert "Movable" in zones and zones & {"DMA", "DMA32"}

@@ -74,6 +74,10 @@ def _hover_box(machine: Any, box: SysfsBox) -> str:
     else:
         lines.append(f"state: {box.state}" + (f" (ZONE_{box.zone.upper()})" if box.zone else ""))
         lines.append(f"{box.origin} memory")
+        if box.first in machine.blocks and box.state != "removed":
+            from mmkit.mm.zones import valid_zones
+
+            lines.append(f"valid_zones: {valid_zones(machine, box.first)}")
     lines.append(f"PA {_block_range(machine, box)}")
     size = machine.desc.memory_block_size
     lines.append(f"{box.count} x {format_size(size)} block" + ("s" if box.count > 1 else ""))

@@ -51,8 +51,12 @@ class SysfsBox:
 
 
 def _zone(block: Any) -> str:
+    """The zone an online block's pages are in (the engine's, per era), else ""."""
     if block.state != "online":
         return ""
+    zone = getattr(block, "zone", "")
+    if zone:
+        return str(zone)
     return {"online": "Normal", "online_movable": "Movable"}.get(block.online_type, "")
 
 
