@@ -254,3 +254,22 @@ def chromium_or_fail() -> str:
             "MMKIT_CHROMIUM=/path/to/chromium. Never `playwright install` here."
         )
     return CHROMIUM
+
+
+def open_and_run_all(  # type: ignore[no-untyped-def]
+    page, server: LabServer, notebook: str, *, path: str | None = None, timeout_ms: int = 240_000
+) -> None:
+    """Open ``notebook`` (at ``path`` under the server, default ``/lab/tree/<notebook>``),
+    wait for its kernel, Run All as a learner does, and fail with the tracebacks if a cell
+    failed or wrote to stderr."""
+    page.goto(f"{server.url}{path or f'/lab/tree/{notebook}'}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    wait_for_connected_kernel(server, notebook)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    accept_kernel_dialog(page)
+    run_all_cells(page)
+    page.wait_for_function(ALL_RAN_OR_ERROR, timeout=timeout_ms)
+    failed = page.locator(f".jp-OutputArea-output[data-mime-type='{STDERR}']")
+    assert failed.count() == 0, "a cell failed or wrote to stderr:\n" + "\n".join(
+        failed.all_inner_texts()
+    )

@@ -22,19 +22,15 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser_lab import (
-    ALL_RAN_OR_ERROR,
     CHROMIUM_ARGS,
     HARMLESS_CONSOLE,
     NOTEBOOKS,
     ROOT,
-    STDERR,
     UI_TIMEOUT_MS,
     LabServer,
-    accept_kernel_dialog,
     chromium_or_fail,
-    run_all_cells,
+    open_and_run_all,
     running_lab,
-    wait_for_connected_kernel,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -79,16 +75,12 @@ def test_lesson_runs_in_jupyterlab_with_its_widgets(lab: LabServer, lesson: str)
             page.on("pageerror", lambda err: page_errors.append(str(err)))
             try:
                 # a workspace of its own, reset: no tab of an earlier lesson comes back
-                page.goto(f"{lab.url}/lab/workspaces/{lesson[:2]}/tree/{lesson}?reset")
-                page.wait_for_selector(".jp-Notebook .jp-Cell")
-                wait_for_connected_kernel(lab, lesson)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-                accept_kernel_dialog(page)
-                run_all_cells(page)
-                page.wait_for_function(ALL_RAN_OR_ERROR, timeout=RUN_ALL_TIMEOUT_MS)
-                failed = page.locator(f".jp-OutputArea-output[data-mime-type='{STDERR}']")
-                assert failed.count() == 0, "a cell failed or wrote to stderr:\n" + "\n".join(
-                    failed.all_inner_texts()
+                open_and_run_all(
+                    page,
+                    lab,
+                    lesson,
+                    path=f"/lab/workspaces/{lesson[:2]}/tree/{lesson}?reset",
+                    timeout_ms=RUN_ALL_TIMEOUT_MS,
                 )
                 page.wait_for_selector(".js-plotly-plot")
                 page.wait_for_timeout(1500)  # the last widgets render after the last cell ran

@@ -28,18 +28,14 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser_lab import (
-    ALL_RAN_OR_ERROR,
     CHROMIUM_ARGS,
     HARMLESS_CONSOLE,
     ROOT,
-    STDERR,
     UI_TIMEOUT_MS,
     LabServer,
-    accept_kernel_dialog,
     chromium_or_fail,
-    run_all_cells,
+    open_and_run_all,
     running_lab,
-    wait_for_connected_kernel,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(540)]
@@ -113,17 +109,7 @@ def test_every_widget_reacts_to_a_click_in_jupyterlab(lab_server: LabServer) -> 
             page.on("console", on_console)
             page.on("pageerror", lambda err: page_errors.append(str(err)))
             try:
-                page.goto(f"{lab_server.url}/lab/tree/{NOTEBOOK}")
-                page.wait_for_selector(".jp-Notebook .jp-Cell")
-                wait_for_connected_kernel(lab_server, NOTEBOOK)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-                accept_kernel_dialog(page)
-                run_all_cells(page)
-                page.wait_for_function(ALL_RAN_OR_ERROR, timeout=RUN_ALL_TIMEOUT_MS)
-                failed = page.locator(f".jp-OutputArea-output[data-mime-type='{STDERR}']")
-                assert failed.count() == 0, "a cell failed or wrote to stderr:\n" + "\n".join(
-                    failed.all_inner_texts()
-                )
+                open_and_run_all(page, lab_server, NOTEBOOK, timeout_ms=RUN_ALL_TIMEOUT_MS)
                 assert page.get_by_text("Error displaying widget").count() == 0
                 shots = _screenshots(page, out)
                 assert shots
