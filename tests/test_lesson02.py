@@ -24,6 +24,7 @@ from mmkit.exercises.lesson02 import (
 )
 from mmkit.machine import Machine
 from mmkit.mm.ptdump import ptdump
+from tests.lesson_run import run_all_outputs
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02-hot-add.ipynb"
 
@@ -197,18 +198,7 @@ def test_every_question_comes_before_its_reveal() -> None:
 @pytest.mark.notebook
 @pytest.mark.timeout(300)
 def test_run_all_submits_nothing_and_prints_no_solution(tmp_path: Path) -> None:
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            outputs.append(out.get("text", ""))
-            outputs.extend(str(v) for v in out.get("data", {}).values())
-    blob = "\n".join(outputs)
+    blob = run_all_outputs(NOTEBOOK, tmp_path)
     assert "Traceback" not in blob
     for ex in by_lesson("02"):
         solution = ex.solution(ex.variant(0))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from mmkit import arch
 from mmkit.errors import InvalidArgument
@@ -33,6 +32,7 @@ from mmkit.exercises.lesson05 import TeardownOrderExercise
 from mmkit.machine import Machine
 from mmkit.pgtable.unmap import pgtable_range_aligned
 from mmkit.scenarios.races import tlb_order
+from tests.lesson_run import run_all_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05-freeing-tables.ipynb"
@@ -264,17 +264,7 @@ def test_notebook_shape() -> None:
 
 @pytest.mark.timeout(300)
 def test_run_all_submits_nothing_and_shows_no_solution(tmp_path: Path) -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            assert out.output_type != "error", out
-            outputs.append(str(out.get("text", "")))
-            outputs.extend(str(v) for v in out.get("data", {}).values())
-    shown = "\n".join(outputs)
+    shown = run_all_outputs(NOTEBOOK, tmp_path)
     for ex in by_lesson("05"):
         for seed in (0, 1, 2, 3):
             v = ex.variant(seed)

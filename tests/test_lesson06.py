@@ -15,12 +15,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from mmkit import policies
 from mmkit.exercises import by_lesson, get
 from mmkit.exercises import lesson06 as l06
 from mmkit.mm.compare import compare_policies
+from tests.lesson_run import run_all_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "06-policies.ipynb"
@@ -178,17 +178,7 @@ def test_notebook_shape() -> None:
 
 @pytest.mark.timeout(300)
 def test_run_all_submits_nothing_and_shows_no_solution(tmp_path: Path) -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            assert out.output_type != "error", out
-            outputs.append(str(out.get("text", "")))
-            outputs.extend(str(v) for v in out.get("data", {}).values())
-    shown = "\n".join(outputs)
+    shown = run_all_outputs(NOTEBOOK, tmp_path)
     for ex in by_lesson("06"):
         v = ex.variant(0)
         assert ex.solution(v) not in shown, ex.id
