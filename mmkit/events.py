@@ -122,8 +122,12 @@ class Step:
     thread: str = ""
     note: str = ""
     #: what performing it found that the thread acts on later, beyond ``old`` (the table
-    #: pages a whole-table read will descend into); part of the explorer's state
+    #: pages a whole-table read will descend into; for a bulk scan, each table's entries in
+    #: use and first entry in use, as pairs); part of the explorer's state
     result: tuple[int, ...] | None = None
+    #: a *bulk* step: the table pages it covers, in VA order (see :meth:`expand`); for a
+    #: bulk ``alloc`` filled in when performed
+    tables: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         """Fields set, addresses, pfns, descriptors and sizes in hex (``Step(action='read', ...,
@@ -133,10 +137,27 @@ class Step:
     @property
     def coarse(self) -> bool:
         """Whether this step stands for several entry-level steps."""
-        return self.action in ("read", "write", "free") and self.count > 1
+        return (self.action in ("read", "write", "free", "alloc") and self.count > 1) or (
+            self.tables is not None
+        )
+
+    @property
+    def bulk(self) -> bool:
+        """Whether this step stands for one coarse step per table page (``tables``)."""
+        return self.tables is not None
 
     def expand(self) -> Iterator[Step]:
-        """The entry-level steps a coarse step stands for (itself when already fine)."""
+        """The steps a coarse step stands for (itself when already fine): for a bulk step
+        (``tables`` set) one coarse step per table page, else the entry-level steps.
+
+        A bulk read or write takes ``count`` entries from ``index`` of each table, the
+        tables mapping consecutive VA (``count * va_step`` apart) and linear values
+        continuing from one table to the next; a bulk ``alloc`` or ``free`` is one table page
+        (``pfn``) per entry of ``tables``, ``va_step`` apart.
+        """
+        if self.tables is not None:
+            yield from self._per_table()
+            return
         if not self.coarse:
             yield self
             return
@@ -151,12 +172,50 @@ class Step:
                 pfn=self.pfn + i * self.stride if self.action == "free" and self.pfn else self.pfn,
             )
 
+    def _per_table(self) -> Iterator[Step]:
+        tables = self.tables or ()
+        if self.action in ("alloc", "free"):
+            for i, pfn in enumerate(tables):
+                yield replace(
+                    self, va=_plus(self.va, i * self.va_step), count=1, pfn=pfn, tables=None
+                )
+            return
+        span = self.count * self.va_step
+        shift = self.count * self.stride
+        found = self.result
+        for i, table in enumerate(tables):
+            part = replace(
+                self,
+                va=_plus(self.va, i * span),
+                table=table,
+                old=self.old and self.old + i * shift,
+                new=self.new and self.new + i * shift,
+                tables=None,
+                result=None,
+            )
+            if found is not None:  # a bulk scan: what each table held
+                part.old = found[2 * i + 1]
+                part.note = f"{found[2 * i]} {self.note.partition(' ')[2]}"
+            yield part
+
+    def entries(self) -> Iterator[Step]:
+        """The entry-level steps of a step: :meth:`expand`, through the per-table steps of
+        a bulk step."""
+        for part in self.expand():
+            if part is self or not part.coarse:
+                yield part
+            else:
+                yield from part.expand()
+
     def describe(self) -> str:
         """One line for a log or a stepping view."""
         where = []
         if self.level:
             where.append(self.level)
-        if self.table is not None:
+        if self.tables is not None and self.action not in ("alloc", "free"):
+            entry = f"[{self.index}]" if self.count == 1 else f"[{self.index}..+{self.count}]"
+            where.append(f"{len(self.tables)} tables from pfn {self.table:#x}, each {entry}")
+        elif self.table is not None:
             entry = f"[{self.index}]" if self.count == 1 else f"[{self.index}..+{self.count}]"
             where.append(f"table pfn {self.table:#x}{entry}")
         if self.va is not None:
@@ -172,6 +231,10 @@ class Step:
         elif self.action == "tlbi":
             detail = f" {self.count} x {self.note}"
         return f"{self.function}: {self.line} [{self.action}] {' '.join(where)}{detail}".rstrip()
+
+
+def _plus(va: int | None, delta: int) -> int | None:
+    return None if va is None else va + delta
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,6 @@ import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, InvalidArgument
@@ -229,43 +227,11 @@ class Machine:
         return pfn
 
     def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
-        """``free_hotplug_pgtable_page()``: WARN on a reserved (boot) page, then free it.
+        """``free_hotplug_pgtable_page()`` of one unhooked table page
+        (:func:`mmkit.pgtable.bulk.free_tables`)."""
+        from mmkit.pgtable.bulk import free_tables
 
-        The kernel frees what its scan found empty. If another CPU wrote an entry since
-        (vmalloc installs without the lock hot-remove holds), whatever that entry mapped
-        is gone with the page: recorded as a ``lost-mapping`` event, naming the VAs."""
-        info = self.pgtables.info[pfn]
-        level = self.pgtables.levels[info.depth]
-        yield Step(
-            "free",
-            fn,
-            "free_hotplug_pgtable_page(virt_to_page(p?dp))",
-            level.name,
-            info.va_start,
-            pfn=pfn,
-            size=self.page_size,
-            note="table",
-        )
-        used = np.flatnonzero(self.pgtables.content[pfn][: level.ptrs])
-        if len(used):
-            first = info.va_start + int(used[0]) * level.entry_size
-            self.record_event(
-                "lost-mapping",
-                fn,
-                f"freed {level.name} table pfn {pfn:#x} with {len(used)} "
-                f"{'entry' if len(used) == 1 else 'entries'} set since its scan (first at VA "
-                f"{first:#x}): what they map is unreachable now",
-                va=first,
-                pfn=pfn,
-                thread=getattr(self, "current_thread", ""),
-            )
-        self.pgtables.drop_table(pfn)
-        frame = self.physmem.frame(pfn)
-        if frame is not None and frame.state == "reserved":
-            self.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
-            self.bad_page(pfn, 0, va=info.va_start)
-        else:
-            self.physmem.free_pages(pfn, 0, fn)
+        return free_tables(self, [pfn], fn)
 
     def free_backing(
         self, pfn: int, order: int, fn: str, va: int, *, count: int = 1, va_step: int = 0

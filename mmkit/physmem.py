@@ -151,6 +151,63 @@ class PhysMem:
         self.allocations += 1
         return pfn
 
+    def can_alloc_tables(self, count: int) -> bool:
+        """Whether :meth:`alloc_tables` of ``count`` pages would succeed now."""
+        listed = len(self._free_lists.get(0, ()))
+        if count > listed + (self._end - self._next):
+            return False
+        return self.fail_after is None or self.fail_after >= count
+
+    def alloc_tables(self, count: int, owner: str) -> list[int]:
+        """``count`` order-0 ``table`` pages, exactly as ``count`` calls of
+        :meth:`alloc_pages` would hand them out (most recently freed first, then the pool),
+        in one go; all or nothing: :class:`~mmkit.errors.NoMemory` before any is taken."""
+        if not self.can_alloc_tables(count):
+            raise NoMemory(f"out of memory: {count} table pages for {owner}")
+        free = self._free_lists.setdefault(0, [])
+        self._digest = None
+        if self.fail_after is not None:
+            self.fail_after -= count
+        take = min(count, len(free))
+        pfns = free[len(free) - take :][::-1]
+        del free[len(free) - take :]
+        if take < count:
+            pfns += range(self._next, self._next + count - take)
+            self._next += count - take
+        frame = Frame("table", 0, owner, None)
+        frames = self.frames
+        h = self._frames_hash
+        hash_of = self._frame_hash
+        for pfn in pfns:
+            old = frames.get(pfn)
+            if old is not None:
+                h ^= hash_of(pfn, old)
+            frames[pfn] = frame
+            h ^= hash_of(pfn, frame)
+        self._frames_hash = h
+        self.allocations += count
+        return pfns
+
+    def free_tables(self, pfns: list[int], by: str) -> None:
+        """:meth:`free_pages` of order-0 pages, in order, in one go (each must be allocated;
+        checked before any is freed)."""
+        frames = self.frames
+        olds = [frames.get(pfn) for pfn in pfns]
+        for pfn, frame in zip(pfns, olds, strict=True):
+            if frame is None or frame.state in ("free", "ram"):
+                raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
+        self._digest = None
+        h = self._frames_hash
+        hash_of = self._frame_hash
+        for pfn, frame in zip(pfns, olds, strict=True):
+            h ^= hash_of(pfn, frame)  # type: ignore[arg-type]
+            new = Frame("free", 0, frame.owner, by)  # type: ignore[union-attr]
+            frames[pfn] = new
+            h ^= hash_of(pfn, new)
+        self._frames_hash = h
+        self._free_lists.setdefault(0, []).extend(pfns)
+        self.frees += len(pfns)
+
     def free_pages(self, pfn: int, order: int, by: str) -> None:
         """Give a block back; its frame keeps who freed it, for use-after-free reports."""
         self._digest = None

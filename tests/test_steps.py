@@ -15,7 +15,7 @@ def writes(steps):
         (s.table, s.index, s.old or 0, s.new or 0)
         for step in steps
         if step.action == "write"
-        for s in step.expand()
+        for s in step.entries()
     ]
 
 
@@ -51,12 +51,20 @@ def test_a_coarse_step_expands_to_linear_entries():
     m = Machine("arm64-4k-48", rodata_full=True)
     mark = len(m.history)
     m.hot_add(0x1_0000_0000, 1 << 30)
-    run = next(s for s in m.history[mark:] if s.action == "write" and s.count == 512)
-    fine = list(run.expand())
-    assert len(fine) == 512
-    for step in fine:
-        w = translate(m, step.va)
-        assert w.leaf_raw == step.new
+    run = next(s for s in m.history[mark:] if s.action == "write" and s.level == "pte")
+    # a bulk step: one coarse step per PTE table (the 512 tables of the 1 GiB), each of
+    # 512 entries, and those the entry writes
+    parts = list(run.expand())
+    assert run.bulk and len(parts) == len(run.tables) == 512
+    assert [p.table for p in parts] == list(run.tables)
+    assert all(p.count == 512 and not p.bulk for p in parts)
+    assert len(list(run.entries())) == 512 * 512
+    for part in (parts[0], parts[1], parts[-1]):
+        fine = list(part.expand())
+        assert len(fine) == 512
+        for step in fine:
+            w = translate(m, step.va)
+            assert w.leaf_raw == step.new and w.steps[-1].table_pfn == part.table
 
 
 def test_failed_vmemmap_population_unwinds_the_linear_map():

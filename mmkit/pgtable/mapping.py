@@ -26,6 +26,7 @@ import numpy as np
 
 from mmkit.arch import pte as hw
 from mmkit.events import Step
+from mmkit.pgtable.bulk import map_table_run
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -205,6 +206,14 @@ def _map_level(
             phys += run_end - addr
             addr = run_end
             continue
+        if not m.fine and not boot and depth == len(pt.levels) - 2:
+            done = yield from map_table_run(
+                m, depth, table, addr, end, phys, prot, flags, _FN_ALLOC[pt.levels[-1].name]
+            )
+            if done:
+                phys += done
+                addr += done
+                continue
         nxt = min((addr | (size - 1)) + 1, end)
         child = yield from _child_table(
             m,

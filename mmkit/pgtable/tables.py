@@ -149,9 +149,44 @@ class PageTables:
         self.info[pfn] = TableInfo(depth, va_start, region, boot)
         return arr
 
+    def new_tables(self, pfns: list[int], depth: int, va_start: int, *, boot: bool = False) -> None:
+        """:meth:`new_table` for tables mapping consecutive spans from ``va_start``, one per
+        pfn, all in the region of ``va_start`` (the caller keeps the run inside one)."""
+        region = self.desc.region_of(va_start).kind
+        span = self.span(depth)
+        content = self.content
+        info = self.info
+        for i, pfn in enumerate(pfns):
+            arr = content.get(pfn)
+            if arr is None:
+                content[pfn] = np.zeros(self.ptrs, dtype=_U64)
+            else:
+                arr.fill(0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
+            info[pfn] = TableInfo(depth, va_start + i * span, region, boot)
+
     def drop_table(self, pfn: int) -> TableInfo:
-        """Forget a table page that was unhooked and freed (its content stays in the frame)."""
+        """Forget a table page that was unhooked (its content stays in the frame); the
+        page itself goes back through :meth:`free_table_pages`."""
         return self.info.pop(pfn)
+
+    def free_table_pages(self, pfns: list[int], by: str) -> list[int]:
+        """Give unhooked table pages back: every table page freed goes through here.
+
+        Each is forgotten as a table (its content stays in the frame: a stale pointer reads
+        it) and its frame returns to the page allocator, in order. A page allocated at boot
+        from memblock (``PageReserved``) is not the allocator's: those are returned, for the
+        caller's ``WARN_ON`` and bad-page report, and not freed."""
+        info = self.info
+        for pfn in pfns:
+            del info[pfn]
+        pm = self.physmem
+        frames = pm.frames
+        reserved = [pfn for pfn in pfns if pfn not in frames]
+        if reserved:
+            reserved = [pfn for pfn in reserved if pm.state(pfn) == "reserved"]
+            pfns = [pfn for pfn in pfns if pfn not in reserved]
+        pm.free_tables(pfns, by)
+        return reserved
 
     def entries(self, pfn: int) -> np.ndarray:
         """The raw entries of a frame used as a table (live or not)."""

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.bulk import free_table_run
 from mmkit.pgtable.remove_pagetable import remove_pagetable
 from mmkit.pgtable.unmap import (
     coarse_run,
@@ -99,9 +100,17 @@ def _free_level(
         if left:
             m.warn(fn, f"WARN_ON(!pte_none(pte)): {left} entries still set after unmap", va=addr)
         return
+    bulk = not m.fine and depth == len(pt.levels) - 2
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
+        if bulk and int(arr[idx]) & 0b11 == 0b11:  # a run of empty leaf tables?
+            done = yield from free_table_run(
+                m, depth, table, addr, end, floor, ceiling, floor_ceiling
+            )
+            if done:
+                addr += done
+                continue
         if not m.fine and not arr[idx]:  # a run of none entries?
             run = yield from coarse_run(m, level, table, addr, end, False, fn, "free")
             if run:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.bulk import unmap_table_run
 from mmkit.pgtable.tlb import (
     flush_tlb_blocks,
     flush_tlb_kernel_pgtable,
@@ -202,9 +203,15 @@ def _unmap_level(
         return
     arr = pt.content[table]
     size = level.entry_size
+    bulk = not m.fine and depth == len(pt.levels) - 2
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
+        if bulk and int(arr[idx]) & 0b11 == 0b11:  # a run of leaf tables?
+            done = yield from unmap_table_run(m, depth, table, addr, end, free_mapped)
+            if done:
+                addr += done
+                continue
         if not m.fine and int(arr[idx]) & 0b11 != 0b11:  # none or block: a run?
             run = yield from coarse_run(m, level, table, addr, end, free_mapped, fn, "unmap")
             if run:

@@ -152,6 +152,8 @@ def _tables_touched(m: Machine, op: Callable[..., Any], *args: Any) -> frozenset
     for step in list(op(m, *args)):  # complete steps: an allocation knows its pfn now
         if step.table is not None:
             touched.add(step.table)
+        if step.tables is not None:  # a bulk step: a run of table pages
+            touched.update(step.tables)
         if step.action in ("alloc", "free") and step.pfn is not None:
             pages = max(step.count, 1) * max(step.stride, 1, step.size >> m.desc.page_shift)
             touched.update(range(step.pfn, step.pfn + pages))

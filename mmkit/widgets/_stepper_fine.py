@@ -12,7 +12,8 @@ The two runs are not step-for-step alike, and the translation says so rather tha
 
 * a coarse step of ``count`` entries matches ``count`` fine steps, one per entry of
   :meth:`~mmkit.events.Step.expand` (same action, kernel function, table page, index,
-  virtual address and pfn);
+  virtual address and pfn); a bulk step (a run of table pages) is replayed as the per-table
+  coarse steps its ``expand()`` gives;
 * a coarse TLB step (``count`` TLBI instructions) matches fine TLB steps of the same function
   and kind whose counts add up to it;
 * a whole-table scan (``pmd_none()`` of all entries before freeing a table) is one step in
@@ -116,6 +117,10 @@ class _Matcher:
     def cover(self, c: Step) -> None:
         """Take (or credit) the fine steps that do what coarse step ``c`` did."""
         t = c.thread
+        if c.bulk:  # a run of table pages: each table's coarse step in turn
+            for part in c.expand():
+                self.cover(part)
+            return
         if c.count == 1:
             self.find(t, [(*_key(c), 1)], c)
         elif c.coarse:

@@ -1,0 +1,525 @@
+"""Bulk steps: a run of leaf tables under one table page taken in a handful of steps.
+
+At the level whose entries point to leaf (PTE) tables, hot-add and hot-remove of a large
+range do the same few things to every table of a run: the kernel's loops (v5.7
+``arch/arm64/mm/mmu.c``) read the entry, allocate a table, populate the entry and fill the
+table (``alloc_init_cont_pte`` → ``init_pte``); or read the entry, clear the table's entries
+and invalidate them (``unmap_hotplug_pmd_range`` → ``unmap_hotplug_pte_range``); or read the
+entry, check and scan the table, clear the entry, invalidate and free the table
+(``free_empty_pmd_table`` → ``free_empty_pte_table``). A *bulk* step does one of these for a
+run of ``k`` consecutive tables at once, so a run is a handful of steps whatever ``k``:
+
+* add: read the ``k`` entries, allocate ``k`` tables, populate the entries, fill the tables;
+* unmap: read the entries, clear the ``k`` tables' entries, invalidate them (and free what
+  they mapped, for the vmemmap);
+* free: read the entries, the sanity check and the emptiness scan of the ``k`` tables, clear
+  the entries, invalidate, free the ``k`` tables.
+
+Each is still yielded before it is performed (see :mod:`mmkit.events`), and
+:meth:`~mmkit.events.Step.expand` of a bulk step gives the per-table coarse steps it stands
+for (and those their entry steps), so a bulk run and the per-table run make the same writes,
+allocations, frees and TLB maintenance; what differs is only the order *between* tables
+(every table read, then every table allocated...), as coarse runs already order a run's
+entries. ``machine.fine`` runs never take bulk steps. Entry reads and writes of a run whose
+values are not linear (table pages that are not consecutive frames) are split into linear
+sub-runs: one step each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmkit.arch import pte as hw
+from mmkit.events import Step
+
+if TYPE_CHECKING:
+    from mmkit.machine import Machine
+
+__all__ = [
+    "free_table_run",
+    "free_tables",
+    "linear_runs",
+    "map_table_run",
+    "unmap_table_run",
+]
+
+_U64 = np.uint64
+_I64 = np.int64
+_MIN_RUN = 2  #: fewer tables than this go the per-table way
+
+
+def linear_runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split ``values`` into maximal runs ``(start, end, stride)`` in which each value is the
+    previous one plus ``stride`` (a run of one has stride 0).
+
+    >>> linear_runs(np.array([8, 16, 24, 7, 6, 100], dtype=np.uint64))
+    [(0, 3, 8), (3, 5, -1), (5, 6, 0)]
+    """
+    n = len(values)
+    if n < 2:
+        return [(0, n, 0)] if n else []
+    signed = values.view(_I64)
+    diffs = np.diff(signed)
+    if (diffs == diffs[0]).all():
+        return [(0, n, int(diffs[0]))]
+    out = []
+    start = 0
+    while start < n:
+        if start == n - 1:
+            out.append((start, n, 0))
+            break
+        d = int(diffs[start])
+        rest = np.flatnonzero(diffs[start:] != d)
+        end = start + int(rest[0]) + 1 if len(rest) else n
+        out.append((start, end, d))
+        start = end
+    return out
+
+
+def _table_pfns(m: Machine, vals: np.ndarray) -> list[int]:
+    """The pfns table descriptors ``vals`` point at (``__pte_to_phys`` of each)."""
+    pt = m.pgtables
+    field = vals & _U64(pt.addr_mask)
+    if pt.pa_bits == 52:
+        lo = field & ~_U64(0xF << 12) & _U64((1 << 48) - 1)
+        field = lo | ((field & _U64(0xF << 12)) << _U64(36))
+    return (field >> _U64(pt.page_shift)).tolist()
+
+
+def _entry_steps(
+    m: Machine,
+    action: str,
+    fn: str,
+    line: str,
+    level: Any,
+    table: int,
+    idx: int,
+    va: int,
+    values: np.ndarray,
+    new: bool,
+) -> Iterator[Step]:
+    """One read or write step per linear sub-run of ``values`` (entries ``idx`` on of
+    ``table``): a write stores ``values`` (``new``) or clears (``not new``: ``values`` is
+    what the entries hold); ``old`` is filled in when performed."""
+    arr = m.pgtables.content[table]
+    size = level.entry_size
+    for a, b, stride in linear_runs(values):
+        step = Step(
+            action,  # type: ignore[arg-type]
+            fn,
+            line,
+            level.name,
+            va + a * size,
+            table,
+            idx + a,
+            count=b - a,
+            new=int(values[a]) if new else (0 if action == "write" else None),
+            stride=stride,
+            va_step=size,
+        )
+        yield step
+        step.old = int(arr[idx + a])
+        if action == "write":
+            arr[idx + a : idx + b] = values[a:b] if new else 0
+
+
+def _rows(m: Machine, pfns: list[int]) -> np.ndarray:
+    """A copy of the entries of table pages ``pfns``, one row each."""
+    content = m.pgtables.content
+    return np.stack([content[p] for p in pfns])
+
+
+# ------------------------------------------------------------------ hot-add
+def map_table_run(
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    phys: int,
+    prot: int,
+    flags: int,
+    fn_alloc: str,
+) -> Iterator[Step]:
+    """``alloc_init_cont_pte`` for a run of none entries of ``table`` (at ``depth``, whose
+    entries point to leaf tables), each wholly inside [addr, end): read them, allocate a
+    leaf table each, populate them, fill the tables (``init_pte``). Returns the bytes
+    mapped (0: no run of at least two such entries here, nothing done)."""
+    from mmkit.pgtable.mapping import NO_CONT_MAPPINGS
+
+    pt = m.pgtables
+    level = pt.levels[depth]
+    size = level.entry_size
+    if addr % size or phys % size:
+        return 0
+    idx = level.index(addr)
+    k = min((end - addr) // size, level.ptrs - idx)
+    if k < _MIN_RUN:
+        return 0
+    arr = pt.content[table]
+    used = np.flatnonzero(arr[idx : idx + k])
+    if len(used):
+        k = int(used[0])
+    pm = m.physmem
+    if k < _MIN_RUN or not pm.can_alloc_tables(k):
+        return 0
+    if m.desc.region_of(addr).kind != m.desc.region_of(addr + k * size - 1).kind:
+        return 0
+    leaf = pt.levels[depth + 1]
+    ptrs = leaf.ptrs
+    lsize = leaf.entry_size
+    first = pt.pa_to_desc(phys)
+    if pt.pa_to_desc(phys + k * size - lsize) - first != k * size - lsize:
+        return 0  # the output-address field is not linear over the run (52-bit PAs)
+    cont_size = pt.geo.cont_pte_size
+    cont = hw.PTE_CONT if cont_size and not flags & NO_CONT_MAPPINGS and not phys % cont_size else 0
+    name = level.name
+    read = Step(
+        "read",
+        fn_alloc,
+        f"{name} = READ_ONCE(*{name}p)",
+        name,
+        addr,
+        table,
+        idx,
+        count=k,
+        va_step=size,
+    )
+    yield read
+    read.old = int(arr[idx])
+    lname = leaf.name
+    alloc = Step(
+        "alloc",
+        fn_alloc,
+        f"__pgd_pgtable_alloc({lname.upper()}_SHIFT)",
+        lname,
+        addr,
+        count=k,
+        size=m.page_size,
+        va_step=size,
+        note="table",
+    )
+    yield alloc
+    pfns = pm.alloc_tables(k, f"{lname} table")
+    pt.new_tables(pfns, depth + 1, addr)
+    alloc.pfn = pfns[0]
+    alloc.tables = tuple(pfns)
+    descs = (np.array(pfns, dtype=_U64) << _U64(pt.page_shift)) | _U64(hw.PMD_TYPE_TABLE)
+    if pt.pa_bits == 52:
+        descs = np.array([pt.table_desc(p) for p in pfns], dtype=_U64)
+    line = f"__{name}_populate({name}p, {lname}_phys, {name.upper()}_TYPE_TABLE)"
+    yield from _entry_steps(m, "write", fn_alloc, line, level, table, idx, addr, descs, True)
+    first |= prot | cont
+    fill = Step(
+        "write",
+        "init_pte",
+        "set_pte(ptep, pfn_pte(__phys_to_pfn(phys), __prot))",
+        lname,
+        addr,
+        pfns[0],
+        0,
+        count=ptrs,
+        new=first,
+        stride=lsize,
+        va_step=lsize,
+        tables=tuple(pfns),
+    )
+    yield fill
+    new = np.arange(first, first + k * ptrs * lsize, lsize, dtype=_U64).reshape(k, ptrs)
+    content = pt.content
+    old = _rows(m, pfns)
+    fill.old = int(old[0, 0])
+    for i, pfn in enumerate(pfns):
+        if old[i].any() and not np.array_equal(old[i], new[i]):
+            m.bug(
+                "init_pte",
+                "BUG_ON(!pgattr_change_is_safe(old, new)) for va "
+                f"{addr + i * size:#x}: remapping a live entry to another address",
+                va=addr + i * size,
+            )
+            continue
+        content[pfn][:ptrs] = new[i]
+    return k * size
+
+
+# ------------------------------------------------------------------ unmap
+def unmap_table_run(
+    m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool
+) -> Iterator[Step]:
+    """``unmap_hotplug_pmd_range`` over a run of entries of ``table`` pointing to leaf
+    tables whose every entry maps the next page of one linear run, each wholly inside
+    [addr, end): read the entries, clear the tables' entries, invalidate them, free what
+    they mapped (``free_mapped``). Returns the bytes done (0: no run of two here)."""
+    from mmkit.pgtable.tlb import flush_tlb_pages
+
+    pt = m.pgtables
+    level = pt.levels[depth]
+    size = level.entry_size
+    if addr % size:
+        return 0
+    idx = level.index(addr)
+    k = min((end - addr) // size, level.ptrs - idx)
+    if k < _MIN_RUN:
+        return 0
+    arr = pt.content[table]
+    vals = arr[idx : idx + k]
+    not_table = np.flatnonzero((vals & _U64(3)) != 3)
+    if len(not_table):
+        k = int(not_table[0])
+        if k < _MIN_RUN:
+            return 0
+        vals = vals[:k]
+    pfns = _table_pfns(m, vals)
+    if not all(p in pt.info for p in pfns):
+        return 0
+    leaf = pt.levels[depth + 1]
+    ptrs = leaf.ptrs
+    lsize = leaf.entry_size
+    rows = _rows(m, pfns)[:, :ptrs].ravel()
+    first = int(rows[0])
+    if not first & 1:
+        return 0
+    off = np.flatnonzero(rows != np.arange(first, first + len(rows) * lsize, lsize, dtype=_U64))
+    if len(off):
+        k = int(off[0]) // ptrs
+        if k < _MIN_RUN:
+            return 0
+        pfns, vals = pfns[:k], vals[:k]
+    fn = f"unmap_hotplug_{level.name}_range"
+    line = f"{level.name} = READ_ONCE(*{level.name}p)"
+    yield from _entry_steps(m, "read", fn, line, level, table, idx, addr, vals.copy(), False)
+    lfn = f"unmap_hotplug_{leaf.name}_range"
+    clear = Step(
+        "write",
+        lfn,
+        f"{leaf.name}_clear(&init_mm, addr, {leaf.name}p)",
+        leaf.name,
+        addr,
+        pfns[0],
+        0,
+        count=ptrs,
+        new=0,
+        stride=lsize,
+        va_step=lsize,
+        tables=tuple(pfns),
+    )
+    yield clear
+    content = pt.content
+    clear.old = int(content[pfns[0]][0])
+    for pfn in pfns:
+        content[pfn][:ptrs] = 0
+    yield from flush_tlb_pages(m, lfn, addr, k * ptrs, lsize)
+    if free_mapped:
+        pfn0 = pt.desc_to_pa(first) >> pt.page_shift
+        yield from m.free_backing(
+            pfn0, 0, "free_hotplug_page_range", addr, count=k * ptrs, va_step=lsize
+        )
+    return k * size
+
+
+# ------------------------------------------------------------------ free
+def free_table_run(
+    m: Machine,
+    depth: int,
+    table: int,
+    addr: int,
+    end: int,
+    floor: int,
+    ceiling: int,
+    floor_ceiling: bool,
+) -> Iterator[Step]:
+    """``free_empty_pmd_table`` over a run of entries of ``table`` pointing to empty leaf
+    tables, each wholly inside [addr, end) (and, with ``floor_ceiling``, inside [floor,
+    ceiling)): read the entries, the sanity check and the scan of every table, then for the
+    tables found empty clear their entries, invalidate and free them. Returns the bytes
+    done (0: no run of two here)."""
+    from mmkit.pgtable.unmap import _M64, pgtable_range_aligned
+
+    pt = m.pgtables
+    level = pt.levels[depth]
+    size = level.entry_size
+    if addr % size:
+        return 0
+    idx = level.index(addr)
+    k = min((end - addr) // size, level.ptrs - idx)
+    if k < _MIN_RUN:
+        return 0
+    arr = pt.content[table]
+    vals = arr[idx : idx + k]
+    not_table = np.flatnonzero((vals & _U64(3)) != 3)
+    if len(not_table):
+        k = int(not_table[0])
+        if k < _MIN_RUN:
+            return 0
+        vals = vals[:k]
+    pfns = _table_pfns(m, vals)
+    if not all(p in pt.info for p in pfns):
+        return 0
+    leaf = pt.levels[depth + 1]
+    ptrs = leaf.ptrs
+    lsize = leaf.entry_size
+    used = np.flatnonzero(_rows(m, pfns)[:, :ptrs].any(axis=1))
+    if len(used):
+        k = int(used[0])
+        if k < _MIN_RUN:
+            return 0
+        pfns, vals = pfns[:k], vals[:k]
+    mask = ~(size - 1) & _M64
+    if floor_ceiling and not (
+        pgtable_range_aligned(addr, addr + size, floor, ceiling, mask)
+        and pgtable_range_aligned(addr + (k - 1) * size, addr + k * size, floor, ceiling, mask)
+    ):
+        return 0
+    name, lname = level.name, leaf.name
+    fn, lfn = f"free_empty_{name}_table", f"free_empty_{lname}_table"
+    line = f"{name} = READ_ONCE(*{name}p)"
+    yield from _entry_steps(m, "read", fn, line, level, table, idx, addr, vals.copy(), False)
+    content = pt.content
+    tables = tuple(pfns)
+    sanity = Step(
+        "read",
+        lfn,
+        f"WARN_ON(!{lname}_none({lname}))  /* sanity */",
+        lname,
+        addr,
+        pfns[0],
+        0,
+        count=ptrs,
+        va_step=lsize,
+        tables=tables,
+    )
+    yield sanity
+    left = [int(np.count_nonzero(content[p][:ptrs])) for p in pfns]
+    sanity.old = 0
+    sanity.note = "0 still set"
+    sanity.result = tuple(x for n in left for x in (n, 0))
+    for i, n in enumerate(left):
+        if n:
+            m.warn(
+                lfn,
+                f"WARN_ON(!pte_none(pte)): {n} entries still set after unmap",
+                va=addr + i * size,
+            )
+    scan = Step(
+        "read",
+        lfn,
+        f"scan all {ptrs} entries: {lname}_none(READ_ONCE({lname}p[i]))",
+        lname,
+        addr,
+        pfns[0],
+        0,
+        count=ptrs,
+        va_step=lsize,
+        note="0 in use",
+        tables=tables,
+    )
+    yield scan
+    found: list[int] = []
+    empty: list[int] = []
+    for i, p in enumerate(pfns):
+        row = content[p][:ptrs]
+        nz = np.flatnonzero(row)
+        found += (len(nz), int(row[nz[0]]) if len(nz) else 0)
+        if not len(nz):
+            empty.append(i)
+    scan.old = found[1]
+    scan.note = f"{found[0]} in use"
+    scan.result = tuple(found)
+    if not empty:
+        return k * size
+    # the entries of the empty tables, in runs of consecutive entries
+    runs: list[list[int]] = [[empty[0]]]
+    for i in empty[1:]:
+        if i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    for run in runs:
+        at = addr + run[0] * size
+        yield from _entry_steps(
+            m,
+            "write",
+            fn,
+            f"{name}_clear({name}p)",
+            level,
+            table,
+            idx + run[0],
+            at,
+            vals[run[0] : run[-1] + 1].copy(),
+            False,
+        )
+    yield from _flush_pgtables(m, lfn, [addr + i * size for i in empty], size)
+    yield from free_tables(m, [pfns[i] for i in empty], lfn, va_step=size)
+    return k * size
+
+
+def _flush_pgtables(m: Machine, fn: str, addrs: list[int], size: int) -> Iterator[Step]:
+    """``__flush_tlb_kernel_pgtable(addr)`` for each of ``addrs`` (one TLBI VAAE1IS each),
+    as one step."""
+    if len(addrs) == 1:
+        from mmkit.pgtable.tlb import flush_tlb_kernel_pgtable
+
+        yield from flush_tlb_kernel_pgtable(m, fn, addrs[0])
+        return
+    yield Step(
+        "tlbi",
+        fn,
+        "__flush_tlb_kernel_pgtable(addr)",
+        va=addrs[0],
+        count=len(addrs),
+        note="vaae1is",
+        va_step=size,
+    )
+    m.stats["vaae1is"] += len(addrs)
+    for tlb in m.tlbs:
+        if tlb.leaf or tlb.walk:
+            for a in addrs:
+                tlb.flush_walk(a)
+
+
+def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> Iterator[Step]:
+    """``free_hotplug_pgtable_page()`` of each of the table pages ``pfns`` (already
+    unhooked), as one step: WARN on a boot (reserved) page, then free it.
+
+    The kernel frees what its scan found empty. If another CPU wrote an entry since
+    (vmalloc installs without the lock hot-remove holds), whatever that entry mapped
+    is gone with the page: recorded as a ``lost-mapping`` event, naming the VAs."""
+    pt = m.pgtables
+    info = pt.info[pfns[0]]
+    level = pt.levels[info.depth]
+    yield Step(
+        "free",
+        fn,
+        "free_hotplug_pgtable_page(virt_to_page(p?dp))",
+        level.name,
+        info.va_start,
+        pfn=pfns[0],
+        size=m.page_size,
+        count=len(pfns),
+        va_step=va_step,
+        note="table",
+        tables=tuple(pfns) if len(pfns) > 1 else None,
+    )
+    content = pt.content
+    for pfn in pfns:
+        used = np.flatnonzero(content[pfn][: level.ptrs])
+        if len(used):
+            start = pt.info[pfn].va_start
+            first = start + int(used[0]) * level.entry_size
+            m.record_event(
+                "lost-mapping",
+                fn,
+                f"freed {level.name} table pfn {pfn:#x} with {len(used)} "
+                f"{'entry' if len(used) == 1 else 'entries'} set since its scan (first at VA "
+                f"{first:#x}): what they map is unreachable now",
+                va=first,
+                pfn=pfn,
+                thread=getattr(m, "current_thread", ""),
+            )
+    starts = {pfn: pt.info[pfn].va_start for pfn in pfns}
+    for pfn in pt.free_table_pages(pfns, fn):
+        m.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)
+        m.bad_page(pfn, 0, va=starts[pfn])
