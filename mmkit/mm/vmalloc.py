@@ -200,8 +200,7 @@ def _free_unused_table(m: Machine, pfn: int, fn: str, name: str) -> Iterator[Ste
         size=m.page_size,
         note="table",
     )
-    m.pgtables.drop_table(pfn)
-    m.physmem.free_pages(pfn, 0, fn)
+    m.pgtables.free_table_pages([pfn], fn)
 
 
 def vmalloc(

@@ -127,9 +127,26 @@ def _entry_steps(
 
 
 def _rows(m: Machine, pfns: list[int]) -> np.ndarray:
-    """A copy of the entries of table pages ``pfns``, one row each."""
-    content = m.pgtables.content
-    return np.stack([content[p] for p in pfns])
+    """The entries of table pages ``pfns``, one row each (a view of the store when the
+    rows are consecutive: read it before writing them)."""
+    return m.pgtables.content.rows(pfns)
+
+
+def _linear(
+    first: int, k: int, ptrs: int, stride: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``k`` rows of ``ptrs`` values from ``first``, each ``stride`` after the previous
+    (the last of a row followed by the first of the next), into ``out`` if given."""
+    col = np.arange(ptrs, dtype=_U64) * _U64(stride)
+    base = np.arange(k, dtype=_U64) * _U64(ptrs * stride) + _U64(first)
+    return np.add(base[:, None], col[None, :], out=out)
+
+
+def _counts(rows: np.ndarray) -> list[int] | None:
+    """Entries in use in each row, or None when every row is empty (one pass)."""
+    if not np.count_nonzero(rows):
+        return None
+    return np.count_nonzero(rows, axis=1).tolist()
 
 
 # ------------------------------------------------------------------ hot-add
@@ -228,12 +245,20 @@ def map_table_run(
         tables=tuple(pfns),
     )
     yield fill
-    new = np.arange(first, first + k * ptrs * lsize, lsize, dtype=_U64).reshape(k, ptrs)
     content = pt.content
-    old = _rows(m, pfns)
+    view = content.view(pfns)
+    old = view if view is not None else content.rows(pfns)
     fill.old = int(old[0, 0])
+    if not np.count_nonzero(old):  # the common case: freshly zeroed tables
+        if view is not None:  # (a leaf table is a whole page of entries)
+            _linear(first, k, ptrs, lsize, out=view)
+        else:
+            content.set_rows(pfns, _linear(first, k, ptrs, lsize))
+        return k * size
+    new = _linear(first, k, ptrs, lsize)
     for i, pfn in enumerate(pfns):
-        if old[i].any() and not np.array_equal(old[i], new[i]):
+        row = content[pfn][:ptrs]
+        if row.any() and not np.array_equal(row, new[i]):
             m.bug(
                 "init_pte",
                 "BUG_ON(!pgattr_change_is_safe(old, new)) for va "
@@ -241,7 +266,7 @@ def map_table_run(
                 va=addr + i * size,
             )
             continue
-        content[pfn][:ptrs] = new[i]
+        row[:] = new[i]
     return k * size
 
 
@@ -278,13 +303,13 @@ def unmap_table_run(
     leaf = pt.levels[depth + 1]
     ptrs = leaf.ptrs
     lsize = leaf.entry_size
-    rows = _rows(m, pfns)[:, :ptrs].ravel()
-    first = int(rows[0])
+    rows = _rows(m, pfns)[:, :ptrs]
+    first = int(rows[0, 0])
     if not first & 1:
         return 0
-    off = np.flatnonzero(rows != np.arange(first, first + len(rows) * lsize, lsize, dtype=_U64))
-    if len(off):
-        k = int(off[0]) // ptrs
+    expected = _linear(first, k, ptrs, lsize)
+    if not np.array_equal(rows, expected):
+        k = int(np.flatnonzero((rows != expected).any(axis=1))[0])
         if k < _MIN_RUN:
             return 0
         pfns, vals = pfns[:k], vals[:k]
@@ -309,8 +334,7 @@ def unmap_table_run(
     yield clear
     content = pt.content
     clear.old = int(content[pfns[0]][0])
-    for pfn in pfns:
-        content[pfn][:ptrs] = 0
+    content.set_rows(pfns, 0)  # a leaf table is a whole page of entries
     yield from flush_tlb_pages(m, lfn, addr, k * ptrs, lsize)
     if free_mapped:
         pfn0 = pt.desc_to_pa(first) >> pt.page_shift
@@ -361,9 +385,9 @@ def free_table_run(
     leaf = pt.levels[depth + 1]
     ptrs = leaf.ptrs
     lsize = leaf.entry_size
-    used = np.flatnonzero(_rows(m, pfns)[:, :ptrs].any(axis=1))
-    if len(used):
-        k = int(used[0])
+    used = _counts(_rows(m, pfns)[:, :ptrs])
+    if used is not None:
+        k = next(i for i, n in enumerate(used) if n)
         if k < _MIN_RUN:
             return 0
         pfns, vals = pfns[:k], vals[:k]
@@ -377,7 +401,6 @@ def free_table_run(
     fn, lfn = f"free_empty_{name}_table", f"free_empty_{lname}_table"
     line = f"{name} = READ_ONCE(*{name}p)"
     yield from _entry_steps(m, "read", fn, line, level, table, idx, addr, vals.copy(), False)
-    content = pt.content
     tables = tuple(pfns)
     sanity = Step(
         "read",
@@ -392,7 +415,7 @@ def free_table_run(
         tables=tables,
     )
     yield sanity
-    left = [int(np.count_nonzero(content[p][:ptrs])) for p in pfns]
+    left = _counts(_rows(m, pfns)[:, :ptrs]) or [0] * k
     sanity.old = 0
     sanity.note = "0 still set"
     sanity.result = tuple(x for n in left for x in (n, 0))
@@ -417,14 +440,17 @@ def free_table_run(
         tables=tables,
     )
     yield scan
-    found: list[int] = []
-    empty: list[int] = []
-    for i, p in enumerate(pfns):
-        row = content[p][:ptrs]
-        nz = np.flatnonzero(row)
-        found += (len(nz), int(row[nz[0]]) if len(nz) else 0)
-        if not len(nz):
-            empty.append(i)
+    rows = _rows(m, pfns)[:, :ptrs]
+    in_use = _counts(rows)
+    found = [0] * (2 * k)
+    empty = list(range(k))
+    if in_use is not None:
+        empty = [i for i, n in enumerate(in_use) if not n]
+        for i, n in enumerate(in_use):
+            if n:
+                row = rows[i]
+                found[2 * i] = n
+                found[2 * i + 1] = int(row[np.flatnonzero(row)[0]])
     scan.old = found[1]
     scan.note = f"{found[0]} in use"
     scan.result = tuple(found)
@@ -504,8 +530,12 @@ def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> It
         tables=tuple(pfns) if len(pfns) > 1 else None,
     )
     content = pt.content
-    for pfn in pfns:
-        used = np.flatnonzero(content[pfn][: level.ptrs])
+    rows = content.rows(pfns)[:, : level.ptrs]
+    for i, n in enumerate(_counts(rows) or ()):
+        if not n:
+            continue
+        pfn = pfns[i]
+        used = np.flatnonzero(rows[i])
         if len(used):
             start = pt.info[pfn].va_start
             first = start + int(used[0]) * level.entry_size

@@ -10,8 +10,9 @@ whatever the frame holds now, exactly as in the kernel. A table page's life:
   looks for;
 * **freed**: unhooked and given back; its frame may be reused at once.
 
-Entries are stored in numpy arrays so that runs of alike entries (a whole PTE table of the
-linear map) are written and scanned in one operation.
+Entries are stored by column (:class:`~mmkit.pgtable.store.TableStore`: rows of a few 2-D
+numpy arrays) so that runs of alike entries (a whole PTE table of the linear map), and runs
+of tables allocated together, are written and scanned in one operation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from mmkit._readable import record_repr
 from mmkit.arch import pte as hw
+from mmkit.pgtable.store import TableStore
 
 if TYPE_CHECKING:
     from mmkit.arch.arm64 import Arm64Descriptor
@@ -79,8 +81,8 @@ class PageTables:
         self.ptrs = self.geo.ptrs_per_table
         self.pa_bits = desc.pa_bits
         self.addr_mask = hw.addr_mask(self.page_shift, self.pa_bits)
-        #: frame contents of every page ever used as a table (pfn -> entries)
-        self.content: dict[int, np.ndarray] = {}
+        #: frame contents of every page ever used as a table (pfn -> entries), by column
+        self.content = TableStore(self.ptrs)
         #: live table pages (pfn -> info)
         self.info: dict[int, TableInfo] = {}
         self.pgd_pfn = -1
@@ -93,7 +95,7 @@ class PageTables:
         memo[id(self)] = new
         new.__dict__.update(self.__dict__)
         new.physmem = copy.deepcopy(self.physmem, memo)
-        new.content = {p: a.copy() for p, a in self.content.items()}
+        new.content = copy.deepcopy(self.content, memo)
         new.info = {
             p: TableInfo(i.depth, i.va_start, i.region, i.boot) for p, i in self.info.items()
         }
@@ -139,12 +141,9 @@ class PageTables:
 
         ``for_va`` is the address whose mapping needed the table: its region names the table.
         """
-        arr = self.content.get(pfn)
-        if arr is None:
-            arr = np.zeros(self.ptrs, dtype=_U64)
-            self.content[pfn] = arr
-        else:
-            arr.fill(0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
+        self.content.claim([pfn])
+        arr = self.content[pfn]
+        arr.fill(0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
         region = self.desc.region_of(va_start if for_va is None else for_va).kind
         self.info[pfn] = TableInfo(depth, va_start, region, boot)
         return arr
@@ -154,14 +153,10 @@ class PageTables:
         pfn, all in the region of ``va_start`` (the caller keeps the run inside one)."""
         region = self.desc.region_of(va_start).kind
         span = self.span(depth)
-        content = self.content
+        self.content.claim(pfns)
+        self.content.set_rows(pfns, 0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
         info = self.info
         for i, pfn in enumerate(pfns):
-            arr = content.get(pfn)
-            if arr is None:
-                content[pfn] = np.zeros(self.ptrs, dtype=_U64)
-            else:
-                arr.fill(0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
             info[pfn] = TableInfo(depth, va_start + i * span, region, boot)
 
     def drop_table(self, pfn: int) -> TableInfo:
