@@ -68,7 +68,9 @@ class PhysMem:
         #: fault injection: fail the allocation after this many more succeed (None: never)
         self.fail_after: int | None = None
         self._digest: tuple[object, ...] | None = None  #: cached; every mutation clears it
-        self._frames_hash = 0  #: XOR of the hashes of every (pfn, frame) in ``frames``
+        #: XOR of the hashes of every (pfn, frame) in ``frames``; None when a bulk change
+        #: left it to be recomputed by the next :meth:`digest`
+        self._frames_hash: int | None = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> PhysMem:
         """A fast exact copy (scenarios copy a prepared machine for every schedule)."""
@@ -174,17 +176,8 @@ class PhysMem:
         if take < count:
             pfns += range(self._next, self._next + count - take)
             self._next += count - take
-        frame = Frame("table", 0, owner, None)
-        frames = self.frames
-        h = self._frames_hash
-        hash_of = self._frame_hash
-        for pfn in pfns:
-            old = frames.get(pfn)
-            if old is not None:
-                h ^= hash_of(pfn, old)
-            frames[pfn] = frame
-            h ^= hash_of(pfn, frame)
-        self._frames_hash = h
+        self.frames.update(dict.fromkeys(pfns, Frame("table", 0, owner, None)))
+        self._frames_hash = None  # recomputed when a digest is asked for
         self.allocations += count
         return pfns
 
@@ -192,19 +185,19 @@ class PhysMem:
         """:meth:`free_pages` of order-0 pages, in order, in one go (each must be allocated;
         checked before any is freed)."""
         frames = self.frames
-        olds = [frames.get(pfn) for pfn in pfns]
+        olds = list(map(frames.get, pfns))
+        freed: dict[str, Frame] = {}  #: one record per owner: records are immutable
+        new = []
         for pfn, frame in zip(pfns, olds, strict=True):
             if frame is None or frame.state in ("free", "ram"):
                 raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
+            record = freed.get(frame.owner)
+            if record is None:
+                record = freed[frame.owner] = Frame("free", 0, frame.owner, by)
+            new.append(record)
         self._digest = None
-        h = self._frames_hash
-        hash_of = self._frame_hash
-        for pfn, frame in zip(pfns, olds, strict=True):
-            h ^= hash_of(pfn, frame)  # type: ignore[arg-type]
-            new = Frame("free", 0, frame.owner, by)  # type: ignore[union-attr]
-            frames[pfn] = new
-            h ^= hash_of(pfn, new)
-        self._frames_hash = h
+        frames.update(zip(pfns, new, strict=True))
+        self._frames_hash = None  # recomputed when a digest is asked for
         self._free_lists.setdefault(0, []).extend(pfns)
         self.frees += len(pfns)
 
@@ -239,13 +232,20 @@ class PhysMem:
     def _set(self, pfn: int, frame: Frame) -> None:
         """Replace the record of ``pfn``, keeping the running hash of all records."""
         old = self.frames.get(pfn)
+        self.frames[pfn] = frame
+        if self._frames_hash is None:  # stale: the next digest recomputes it
+            return
         if old is not None:
             self._frames_hash ^= self._frame_hash(pfn, old)
-        self.frames[pfn] = frame
         self._frames_hash ^= self._frame_hash(pfn, frame)
 
     def digest(self) -> tuple[object, ...]:
         """A value that changes whenever the frames or the allocator change."""
+        if self._frames_hash is None:
+            h = 0
+            for pfn, frame in self.frames.items():
+                h ^= self._frame_hash(pfn, frame)
+            self._frames_hash = h
         if self._digest is None:
             self._digest = (
                 tuple(self.reserved),

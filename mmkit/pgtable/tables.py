@@ -18,6 +18,7 @@ of tables allocated together, are written and scanned in one operation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -155,9 +156,9 @@ class PageTables:
         span = self.span(depth)
         self.content.claim(pfns)
         self.content.set_rows(pfns, 0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
-        info = self.info
-        for i, pfn in enumerate(pfns):
-            info[pfn] = TableInfo(depth, va_start + i * span, region, boot)
+        starts = range(va_start, va_start + len(pfns) * span, span)
+        made = map(TableInfo, repeat(depth), starts, repeat(region), repeat(boot))
+        self.info.update(zip(pfns, made, strict=True))
 
     def drop_table(self, pfn: int) -> TableInfo:
         """Forget a table page that was unhooked (its content stays in the frame); the
