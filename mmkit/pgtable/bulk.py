@@ -132,14 +132,20 @@ def _rows(m: Machine, pfns: list[int]) -> np.ndarray:
     return m.pgtables.content.rows(pfns)
 
 
+_ramps: dict[tuple[int, int], np.ndarray] = {}  #: the last ramp made, by (entries, stride)
+
+
 def _linear(
     first: int, k: int, ptrs: int, stride: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """``k`` rows of ``ptrs`` values from ``first``, each ``stride`` after the previous
     (the last of a row followed by the first of the next), into ``out`` if given."""
-    col = np.arange(ptrs, dtype=_U64) * _U64(stride)
-    base = np.arange(k, dtype=_U64) * _U64(ptrs * stride) + _U64(first)
-    return np.add(base[:, None], col[None, :], out=out)
+    key = (k * ptrs, stride)
+    ramp = _ramps.get(key)
+    if ramp is None:  # kept until a run of another size asks: runs repeat their size
+        _ramps.clear()
+        ramp = _ramps[key] = np.arange(k * ptrs, dtype=_U64) * _U64(stride)
+    return np.add(ramp.reshape(k, ptrs), _U64(first), out=out)
 
 
 def _counts(rows: np.ndarray) -> list[int] | None:
@@ -355,11 +361,11 @@ def free_table_run(
     ceiling: int,
     floor_ceiling: bool,
 ) -> Iterator[Step]:
-    """``free_empty_pmd_table`` over a run of entries of ``table`` pointing to empty leaf
-    tables, each wholly inside [addr, end) (and, with ``floor_ceiling``, inside [floor,
-    ceiling)): read the entries, the sanity check and the scan of every table, then for the
-    tables found empty clear their entries, invalidate and free them. Returns the bytes
-    done (0: no run of two here)."""
+    """``free_empty_pmd_table`` over a run of entries of ``table`` pointing to leaf tables,
+    each wholly inside [addr, end) (and, with ``floor_ceiling``, inside [floor, ceiling)):
+    read the entries, the sanity check and the scan of every table, then for the tables
+    found empty clear their entries, invalidate and free them. Returns the bytes done (0:
+    no run of two here)."""
     from mmkit.pgtable.unmap import _M64, pgtable_range_aligned
 
     pt = m.pgtables
@@ -385,12 +391,7 @@ def free_table_run(
     leaf = pt.levels[depth + 1]
     ptrs = leaf.ptrs
     lsize = leaf.entry_size
-    used = _counts(_rows(m, pfns)[:, :ptrs])
-    if used is not None:
-        k = next(i for i, n in enumerate(used) if n)
-        if k < _MIN_RUN:
-            return 0
-        pfns, vals = pfns[:k], vals[:k]
+    # (a table still in use is found so by the scan, and stays, as it would one by one)
     view = pt.content.view(pfns)  # rows never move: the run's rows for every step below
 
     def rows() -> np.ndarray:
@@ -476,7 +477,7 @@ def free_table_run(
         yield from _entry_steps(
             m,
             "write",
-            fn,
+            lfn,  # free_empty_pte_table clears the pmd entry pointing to it
             f"{name}_clear({name}p)",
             level,
             table,
@@ -486,7 +487,8 @@ def free_table_run(
             False,
         )
     yield from _flush_pgtables(m, lfn, [addr + i * size for i in empty], size)
-    yield from free_tables(m, [pfns[i] for i in empty], lfn, va_step=size)
+    for run in runs:  # a free step covers tables mapping consecutive VA
+        yield from free_tables(m, [pfns[i] for i in run], lfn, va_step=size)
     return k * size
 
 

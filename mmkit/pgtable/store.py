@@ -40,6 +40,9 @@ class TableStore(dict[int, np.ndarray]):
         #: pfn → row number (rows are numbered across the chunks, in order)
         self._row: dict[int, int] = {}
         self._used = 0  #: rows handed out in the last chunk
+        #: the last :meth:`view` asked for (its pfns list, the answer): a run's steps ask
+        #: for the same rows several times, and rows never move
+        self._last: tuple[list[int], np.ndarray | None] | None = None
 
     def __deepcopy__(self, memo: dict[int, object]) -> TableStore:
         """An exact copy: every chunk copied (the last one only as far as it is used)."""
@@ -104,7 +107,16 @@ class TableStore(dict[int, np.ndarray]):
 
     def view(self, pfns: list[int]) -> np.ndarray | None:
         """The rows of ``pfns`` as a 2-D view that reads and writes the store, or None
-        when they are not consecutive rows of one chunk."""
+        when they are not consecutive rows of one chunk. (The answer for the last list
+        asked about is kept: do not change a list after asking.)"""
+        last_asked = self._last
+        if last_asked is not None and last_asked[0] is pfns:
+            return last_asked[1]
+        found = self._view(pfns)
+        self._last = (pfns, found)
+        return found
+
+    def _view(self, pfns: list[int]) -> np.ndarray | None:
         row = self._row
         n = len(pfns)
         first, last = row[pfns[0]], row[pfns[-1]]
