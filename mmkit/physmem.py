@@ -32,6 +32,8 @@ from mmkit.errors import InvalidArgument, NoMemory
 
 __all__ = ["Frame", "PhysMem"]
 
+_HASH_EACH = 16  #: up to this many frames changed at once keep the running hash current
+
 
 class Frame(NamedTuple):
     """Book-keeping for one allocated (or once allocated) page frame (immutable: a change
@@ -176,8 +178,7 @@ class PhysMem:
         if take < count:
             pfns += range(self._next, self._next + count - take)
             self._next += count - take
-        self.frames.update(dict.fromkeys(pfns, Frame("table", 0, owner, None)))
-        self._frames_hash = None  # recomputed when a digest is asked for
+        self._set_many(pfns, [Frame("table", 0, owner, None)] * count)
         self.allocations += count
         return pfns
 
@@ -186,18 +187,15 @@ class PhysMem:
         checked before any is freed)."""
         frames = self.frames
         olds = list(map(frames.get, pfns))
-        freed: dict[str, Frame] = {}  #: one record per owner: records are immutable
-        new = []
-        for pfn, frame in zip(pfns, olds, strict=True):
+        # records are immutable and a run shares a few: check and replace each kind once
+        freed: dict[Frame | None, Frame] = {}
+        for frame in set(olds):
             if frame is None or frame.state in ("free", "ram"):
+                pfn = pfns[olds.index(frame)]
                 raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
-            record = freed.get(frame.owner)
-            if record is None:
-                record = freed[frame.owner] = Frame("free", 0, frame.owner, by)
-            new.append(record)
+            freed[frame] = Frame("free", 0, frame.owner, by)
         self._digest = None
-        frames.update(zip(pfns, new, strict=True))
-        self._frames_hash = None  # recomputed when a digest is asked for
+        self._set_many(pfns, list(map(freed.__getitem__, olds)))
         self._free_lists.setdefault(0, []).extend(pfns)
         self.frees += len(pfns)
 
@@ -238,6 +236,16 @@ class PhysMem:
         if old is not None:
             self._frames_hash ^= self._frame_hash(pfn, old)
         self._frames_hash ^= self._frame_hash(pfn, frame)
+
+    def _set_many(self, pfns: list[int], records: list[Frame]) -> None:
+        """:meth:`_set` for many frames: a few keep the running hash up to date, a run of
+        them leaves it to the next :meth:`digest` (one pass then, not one hash each now)."""
+        if len(pfns) <= _HASH_EACH and self._frames_hash is not None:
+            for pfn, frame in zip(pfns, records, strict=True):
+                self._set(pfn, frame)
+            return
+        self.frames.update(zip(pfns, records, strict=True))
+        self._frames_hash = None
 
     def digest(self) -> tuple[object, ...]:
         """A value that changes whenever the frames or the allocator change."""
