@@ -465,15 +465,17 @@ def free_table_run(
     scan.result = tuple(found)
     if not empty:
         return k * size
-    # the entries of the empty tables, in runs of consecutive entries
-    runs: list[list[int]] = [[empty[0]]]
-    for i in empty[1:]:
-        if i == runs[-1][-1] + 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    for run in runs:
-        at = addr + run[0] * size
+    # the entries of the empty tables, in runs [lo, hi) of consecutive entries
+    if len(empty) == k:
+        spans = [(0, k)]
+    else:
+        spans = []
+        for i in empty:
+            if spans and spans[-1][1] == i:
+                spans[-1] = (spans[-1][0], i + 1)
+            else:
+                spans.append((i, i + 1))
+    for lo, hi in spans:
         yield from _entry_steps(
             m,
             "write",
@@ -481,39 +483,44 @@ def free_table_run(
             f"{name}_clear({name}p)",
             level,
             table,
-            idx + run[0],
-            at,
-            vals[run[0] : run[-1] + 1].copy(),
+            idx + lo,
+            addr + lo * size,
+            vals[lo:hi].copy(),
             False,
         )
-    yield from _flush_pgtables(m, lfn, [addr + i * size for i in empty], size)
-    for run in runs:  # a free step covers tables mapping consecutive VA
-        yield from free_tables(m, [pfns[i] for i in run], lfn, va_step=size)
+    yield from _flush_pgtables(m, lfn, addr, size, spans)
+    for lo, hi in spans:  # a free step covers tables mapping consecutive VA
+        yield from free_tables(m, pfns[lo:hi], lfn, va_step=size)
     return k * size
 
 
-def _flush_pgtables(m: Machine, fn: str, addrs: list[int], size: int) -> Iterator[Step]:
-    """``__flush_tlb_kernel_pgtable(addr)`` for each of ``addrs`` (one TLBI VAAE1IS each),
-    as one step."""
-    if len(addrs) == 1:
+def _flush_pgtables(
+    m: Machine, fn: str, addr: int, size: int, spans: list[tuple[int, int]]
+) -> Iterator[Step]:
+    """``__flush_tlb_kernel_pgtable(addr + i * size)`` for each ``i`` of the ``spans``
+    (one TLBI VAAE1IS each), as one step."""
+    count = sum(hi - lo for lo, hi in spans)
+    first = addr + spans[0][0] * size
+    if count == 1:
         from mmkit.pgtable.tlb import flush_tlb_kernel_pgtable
 
-        yield from flush_tlb_kernel_pgtable(m, fn, addrs[0])
+        yield from flush_tlb_kernel_pgtable(m, fn, first)
         return
     yield Step(
         "tlbi",
         fn,
         "__flush_tlb_kernel_pgtable(addr)",
-        va=addrs[0],
-        count=len(addrs),
+        va=first,
+        count=count,
         note="vaae1is",
         va_step=size,
     )
-    m.stats["vaae1is"] += len(addrs)
+    m.stats["vaae1is"] += count
     for tlb in m.tlbs:
         if tlb.leaf or tlb.walk:
-            for a in addrs:
-                tlb.flush_walk(a)
+            for lo, hi in spans:
+                for i in range(lo, hi):
+                    tlb.flush_walk(addr + i * size)
 
 
 def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> Iterator[Step]:
