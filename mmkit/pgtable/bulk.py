@@ -509,7 +509,7 @@ def _flush_pgtables(
     yield Step(
         "tlbi",
         fn,
-        "__flush_tlb_kernel_pgtable(addr)",
+        f"__flush_tlb_kernel_pgtable({first:#x})",  # and one for each table after it
         va=first,
         count=count,
         note="vaae1is",
@@ -567,7 +567,7 @@ def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> It
                 thread=getattr(m, "current_thread", ""),
             )
     frames = m.physmem.frames
-    reserved = [pfn for pfn in pfns if pfn not in frames]  # boot pages, maybe
+    reserved = [] if frames.keys() >= set(pfns) else [p for p in pfns if p not in frames]
     starts = {pfn: pt.info[pfn].va_start for pfn in reserved}
     for pfn in pt.free_table_pages(pfns, fn):
         m.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)

@@ -79,9 +79,9 @@ class TableStore(dict[int, np.ndarray]):
         """Give each frame of ``pfns`` that has none a zeroed row; those are consecutive
         rows of one chunk, in the order given."""
         row = self._row
-        fresh = [p for p in pfns if p not in row]
-        if not fresh:
+        if row.keys() >= set(pfns):  # the common case: frames that were tables before
             return
+        fresh = [p for p in pfns if p not in row]
         n = len(fresh)
         chunks = self._chunks
         if not chunks or len(chunks[-1]) - self._used < n:

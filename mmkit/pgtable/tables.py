@@ -177,7 +177,7 @@ class PageTables:
             del info[pfn]
         pm = self.physmem
         frames = pm.frames
-        reserved = [pfn for pfn in pfns if pfn not in frames]
+        reserved = [] if frames.keys() >= set(pfns) else [p for p in pfns if p not in frames]
         if reserved:
             reserved = [pfn for pfn in reserved if pm.state(pfn) == "reserved"]
             pfns = [pfn for pfn in pfns if pfn not in reserved]
