@@ -153,7 +153,8 @@ class Step:
         A bulk read or write takes ``count`` entries from ``index`` of each table, the
         tables mapping consecutive VA (``count * va_step`` apart) and linear values
         continuing from one table to the next; a bulk ``alloc`` or ``free`` is one table page
-        (``pfn``) per entry of ``tables``, ``va_step`` apart.
+        (``pfn``) per entry of ``tables``, ``va_step`` apart; a bulk ``tlbi`` is an equal
+        share of its ``count`` instructions for each table, in VA order.
         """
         if self.tables is not None:
             yield from self._per_table()
@@ -178,6 +179,13 @@ class Step:
             for i, pfn in enumerate(tables):
                 yield replace(
                     self, va=_plus(self.va, i * self.va_step), count=1, pfn=pfn, tables=None
+                )
+            return
+        if self.action == "tlbi":  # the TLBI instructions for each table's entries
+            per = self.count // len(tables)
+            for i in range(len(tables)):
+                yield replace(
+                    self, va=_plus(self.va, i * per * self.va_step), count=per, tables=None
                 )
             return
         span = self.count * self.va_step
@@ -212,7 +220,7 @@ class Step:
         where = []
         if self.level:
             where.append(self.level)
-        if self.tables is not None and self.action not in ("alloc", "free"):
+        if self.tables is not None and self.table is not None and self.action != "alloc":
             entry = f"[{self.index}]" if self.count == 1 else f"[{self.index}..+{self.count}]"
             where.append(f"{len(self.tables)} tables from pfn {self.table:#x}, each {entry}")
         elif self.table is not None:

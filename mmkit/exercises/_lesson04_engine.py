@@ -175,9 +175,10 @@ def _play(config: str, names: tuple[str, ...]) -> ScheduleReport:
         if name == "P" and step.action == "read" and step.result is not None:
             pending = set(step.result)
         if name == "H" and step.action == "free" and step.note == "table" and step.pfn:
-            freed.append(step.pfn)
-            if step.pfn in pending:
-                held_at_free.append(step.pfn)
+            for pfn in step.tables or (step.pfn,):  # a bulk free: each table page
+                freed.append(pfn)
+                if pfn in pending:
+                    held_at_free.append(pfn)
         if any(e.kind == "use-after-free" and e.thread == "P" for e in s.machine.events[seen:]):
             failed_at = i
             break

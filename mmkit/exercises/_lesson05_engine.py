@@ -56,7 +56,9 @@ def removal_history(
     m.hot_add(BLOCK_START, size)
     mark = len(m.history)
     m.hot_remove(BLOCK_START, size)
-    return tuple(m.history[mark:]), tuple(lv.name for lv in m.pgtables.levels), m.page_size
+    # a bulk step (a run of table pages) as the per-table steps it stands for
+    steps = tuple(p for s in m.history[mark:] for p in (s.expand() if s.bulk else [s]))
+    return steps, tuple(lv.name for lv in m.pgtables.levels), m.page_size
 
 
 def teardown_steps(

@@ -132,8 +132,10 @@ def hot_add_tables(config: str, start: int, rodata_full: bool) -> HotAddTables:
     per_level: dict[str, int] = {}
     per_region: dict[str, dict[str, int]] = {"linear": {}, "vmemmap": {}}
     new = set()
-    for s in steps:
-        if s.action == "alloc" and s.note == "table":
+    for step in steps:
+        if step.action != "alloc" or step.note != "table":
+            continue
+        for s in step.expand() if step.bulk else [step]:  # a bulk step: one per table
             assert s.level is not None and s.va is not None and s.pfn is not None
             per_level[s.level] = per_level.get(s.level, 0) + 1
             region = "linear" if m.macros["PAGE_OFFSET"] <= s.va < lm_end else "vmemmap"

@@ -80,11 +80,12 @@ def compare_policies(
             PolicyOutcome(
                 policy=name,
                 config=config,
+                # a bulk step allocates or frees ``count`` table pages
                 tables_allocated=sum(
-                    1 for s in added_steps if s.action == "alloc" and s.note == "table"
+                    s.count for s in added_steps if s.action == "alloc" and s.note == "table"
                 ),
                 tables_freed=sum(
-                    1 for s in removed_steps if s.action == "free" and s.note == "table"
+                    s.count for s in removed_steps if s.action == "free" and s.note == "table"
                 ),
                 tables_left=len(left),
                 bytes_left=len(left) * m.page_size,

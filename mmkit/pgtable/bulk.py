@@ -341,7 +341,7 @@ def unmap_table_run(
     content = pt.content
     clear.old = int(content[pfns[0]][0])
     content.set_rows(pfns, 0)  # a leaf table is a whole page of entries
-    yield from flush_tlb_pages(m, lfn, addr, k * ptrs, lsize)
+    yield from flush_tlb_pages(m, lfn, addr, k * ptrs, lsize, tuple(pfns))
     if free_mapped:
         pfn0 = pt.desc_to_pa(first) >> pt.page_shift
         yield from m.free_backing(
@@ -488,17 +488,24 @@ def free_table_run(
             vals[lo:hi].copy(),
             False,
         )
-    yield from _flush_pgtables(m, lfn, addr, size, spans)
+    one_run = tuple(pfns[spans[0][0] : spans[0][1]]) if len(spans) == 1 else None
+    yield from _flush_pgtables(m, lfn, addr, size, spans, one_run)
     for lo, hi in spans:  # a free step covers tables mapping consecutive VA
         yield from free_tables(m, pfns[lo:hi], lfn, va_step=size)
     return k * size
 
 
 def _flush_pgtables(
-    m: Machine, fn: str, addr: int, size: int, spans: list[tuple[int, int]]
+    m: Machine,
+    fn: str,
+    addr: int,
+    size: int,
+    spans: list[tuple[int, int]],
+    tables: tuple[int, ...] | None,
 ) -> Iterator[Step]:
     """``__flush_tlb_kernel_pgtable(addr + i * size)`` for each ``i`` of the ``spans``
-    (one TLBI VAAE1IS each), as one step."""
+    (one TLBI VAAE1IS each), as one step (a bulk one over ``tables`` when given: the tables
+    freed, one span of them)."""
     count = sum(hi - lo for lo, hi in spans)
     first = addr + spans[0][0] * size
     if count == 1:
@@ -514,6 +521,7 @@ def _flush_pgtables(
         count=count,
         note="vaae1is",
         va_step=size,
+        tables=tables,
     )
     m.stats["vaae1is"] += count
     for tlb in m.tlbs:

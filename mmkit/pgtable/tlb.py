@@ -176,9 +176,12 @@ def flush_tlb_kernel_range(m: Machine, fn: str, start: int, end: int) -> Iterato
         tlb.flush_range(start, end)
 
 
-def flush_tlb_pages(m: Machine, fn: str, va: int, count: int, size: int) -> Iterator[Step]:
+def flush_tlb_pages(
+    m: Machine, fn: str, va: int, count: int, size: int, tables: tuple[int, ...] | None = None
+) -> Iterator[Step]:
     """``count`` calls of ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``, one per
-    entry of a run (one TLBI VAALE1IS each), as one step."""
+    entry of a run (one TLBI VAALE1IS each), as one step; ``tables``: the leaf tables whose
+    entries they are, for a bulk step (:meth:`~mmkit.events.Step.expand`)."""
     yield Step(
         "tlbi",
         fn,
@@ -187,6 +190,7 @@ def flush_tlb_pages(m: Machine, fn: str, va: int, count: int, size: int) -> Iter
         count=count,
         note="vaale1is",
         va_step=size,
+        tables=tables,
     )
     m.stats["vaale1is"] += count
     for tlb in m.tlbs:
