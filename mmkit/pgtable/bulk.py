@@ -555,8 +555,13 @@ def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> It
         tables=tuple(pfns) if len(pfns) > 1 else None,
     )
     content = pt.content
-    rows = content.rows(pfns)[:, : level.ptrs]
-    for i, n in enumerate(_counts(rows) or ()):
+    if len(pfns) == 1:  # one table (every policy's per-table walk): no run to look up
+        rows = content[pfns[0]][None, : level.ptrs]
+        counts = [1] if rows.any() else None
+    else:
+        rows = content.rows(pfns)[:, : level.ptrs]
+        counts = _counts(rows)
+    for i, n in enumerate(counts or ()):
         if not n:
             continue
         pfn = pfns[i]
@@ -575,7 +580,11 @@ def free_tables(m: Machine, pfns: list[int], fn: str, *, va_step: int = 0) -> It
                 thread=getattr(m, "current_thread", ""),
             )
     frames = m.physmem.frames
-    reserved = [] if frames.keys() >= set(pfns) else [p for p in pfns if p not in frames]
+    reserved = (
+        [p for p in pfns if p not in frames]
+        if len(pfns) == 1
+        else ([] if frames.keys() >= set(pfns) else [p for p in pfns if p not in frames])
+    )
     starts = {pfn: pt.info[pfn].va_start for pfn in reserved}
     for pfn in pt.free_table_pages(pfns, fn):
         m.warn(fn, f"WARN_ON(PageReserved(page)): boot table page pfn {pfn:#x}", pfn=pfn)

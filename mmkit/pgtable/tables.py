@@ -176,6 +176,11 @@ class PageTables:
         for pfn in pfns:
             del info[pfn]
         pm = self.physmem
+        if len(pfns) == 1:  # one table: the allocator's own free
+            if pfns[0] not in pm.frames and pm.state(pfns[0]) == "reserved":
+                return pfns
+            pm.free_pages(pfns[0], 0, by)
+            return []
         frames = pm.frames
         reserved = [] if frames.keys() >= set(pfns) else [p for p in pfns if p not in frames]
         if reserved:
