@@ -23,7 +23,7 @@ import numpy as np
 __all__ = ["TableStore"]
 
 _U64 = np.uint64
-_MIN_ROWS = 8  #: the smallest chunk
+_MIN_ROWS = 2  #: the smallest chunk (a small machine keeps little slack)
 
 
 class TableStore(dict[int, np.ndarray]):
