@@ -18,6 +18,7 @@ def test_bench_quick_json_has_stable_keys(capsys):
         "hotplug_1g_peak_mib",
         "hotplug_1g_peak_rss_mib",
         "hotplug_1g_floor_ratio_median",
+        "hotplug_1g_warm_floor_ratio",
         "hotplug_4g_rodata_full_s",
         "hotplug_4g_ms_per_gib",
         "hotplug_4g_per_gib_vs_1g_ratio",
