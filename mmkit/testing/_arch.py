@@ -1,155 +1,26 @@
-"""A test kit for mmkit plugin authors: conformance suites and registry helpers for pytest.
-
-Subclass :class:`ArchConformance` (or :class:`PolicyConformance`) in a test module under a
-``Test`` name and set ``plugin``; pytest then runs every check, once per configuration
-name where that makes sense::
-
-    from mmkit.testing import ArchConformance
-    from my_plugin import PLUGIN
-
-    class TestMyArch(ArchConformance):
-        plugin = PLUGIN
-        options: ClassVar = {"kernel": ("v5.4", "v6.1")}  # every option, some valid values
-
-:func:`isolated_registry` and :func:`tmp_plugin` let a test register plugins without
-touching the process's registry:
-
->>> from mmkit.plugins import POLICY_GROUP, _DemoPolicy, policy_plugins
->>> with isolated_registry(entries=()):
-...     with tmp_plugin(POLICY_GROUP, "demo", _DemoPolicy()) as report:
-...         (report.status, list(policy_plugins()))
-('ok', ['demo'])
-
-This module imports pytest and hypothesis; ``import mmkit`` never imports it.
-"""
+"""Conformance suites for ``mmkit.arch`` plugins: :class:`ArchConformance` (the contract:
+names, descriptors, macros, regions, errors, determinism) and :class:`ArchMachineConformance`
+(for a family whose descriptors run in :class:`~mmkit.machine.Machine`: index fields, the
+walk, ptdump, hot-add then hot-remove)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mmkit import plugins
 from mmkit.errors import MmkitError, UnknownName
+from mmkit.testing._common import _Conformance, _equal_to_any
 
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+__all__ = ["ArchConformance", "ArchMachineConformance"]
 
-__all__ = ["ArchConformance", "PolicyConformance", "isolated_registry", "tmp_plugin"]
-
-_API_RE = re.compile(r"(\d+)\.(\d+)")
 _PAGE_SHIFTS = (12, 14, 16)  # 4K, 16K and 64K granules
-
-
-@contextlib.contextmanager
-def isolated_registry(
-    entries: Iterable[plugins.PluginEntry | EntryPoint] | None = None,
-) -> Iterator[None]:
-    """A fresh plugin registry for the ``with`` block (see :func:`mmkit.plugins.isolated`).
-
-    ``entries=None`` reads the installed entry points afresh; ``entries=()`` starts empty.
-    In a pytest fixture::
-
-        @pytest.fixture
-        def registry():
-            with isolated_registry(entries=()):
-                yield
-    """
-    with plugins.isolated(entries):
-        yield
-
-
-@contextlib.contextmanager
-def tmp_plugin(group: str, name: str, obj: object) -> Iterator[plugins.PluginReport]:
-    """Register ``obj`` as plugin ``name`` of ``group`` for the block; yield its report.
-
-    On exit the registration is removed, and an earlier runtime registration of the same
-    name is put back. A broken plugin is not an error here: inspect the report's status.
-    """
-    registry = plugins._current()  # the registry current now, even if isolated() swaps later
-    previous = registry.runtime.get((group, name), plugins._MISSING)
-    report = plugins.register(group, name, obj)
-    try:
-        yield report
-    finally:
-        with registry._lock:
-            if previous is plugins._MISSING:
-                registry.runtime.pop((group, name), None)
-            else:
-                registry.runtime[(group, name)] = previous
-            registry.forget(group)
-
-
-def _api_problem(declared: object) -> str | None:
-    match = _API_RE.fullmatch(declared) if isinstance(declared, str) else None
-    if match is None:
-        return f"api_version is {declared!r}; expected a 'MAJOR.MINOR' string like " + repr(
-            plugins.API_VERSION
-        )
-    if match[1] != plugins.API_VERSION.split(".")[0]:
-        return (
-            f"api_version {declared!r} has another major version than this mmkit's plugin API "
-            f"{plugins.API_VERSION}; mmkit would disable the plugin (api-mismatch)"
-        )
-    return None
-
-
-def _equal_to_any(value: object, valid: Sequence[object]) -> bool:
-    # Equality, not identity of type: a plugin may accept 48.0 for 48, and that is fine.
-    try:
-        return any(value == v for v in valid)
-    except Exception:  # an exotic __eq__ that raises: treat the value as a bad one
-        return False
-
-
-class _Conformance:
-    """What both suites share: the plugin, the registry check, hypothesis settings."""
-
-    plugin: ClassVar[Any] = None
-    group: ClassVar[str] = ""
-    #: Hypothesis examples per property check; derandomized so CI runs are reproducible.
-    max_examples: ClassVar[int] = 30
-
-    def _plugin(self) -> Any:
-        if self.plugin is None:
-            raise TypeError(
-                f"{type(self).__name__}: set the class attribute plugin = <your plugin object> "
-                f"(what your {self.group or 'mmkit'} entry point names)"
-            )
-        return self.plugin
-
-    def _settings(self) -> settings:
-        return settings(
-            max_examples=self.max_examples,
-            deadline=None,
-            database=None,  # no .hypothesis/ directory in the plugin author's tree
-            derandomize=True,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        )
-
-    def _culprit(self, subject: str | None = None) -> str:
-        plugin = self._plugin()
-        label = getattr(plugin, "family", None) or getattr(plugin, "name", None) or "plugin"
-        return f"{label}[{subject}]" if subject else str(label)
-
-    def test_api_version(self) -> None:
-        problem = _api_problem(getattr(self._plugin(), "api_version", None))
-        assert problem is None, f"{self._culprit()}: {problem}"
-
-    def test_registers_cleanly(self) -> None:
-        """The registry's own load checks accept the plugin (status ``ok``)."""
-        name = self._culprit()
-        with plugins.isolated(entries=()):
-            report = plugins.register(self.group, name, self._plugin())
-        assert report.status == "ok", (
-            f"{name}: mmkit's registry reports {report.status}: {report.message}; fix: {report.fix}"
-        )
 
 
 class ArchConformance(_Conformance):
@@ -404,39 +275,149 @@ class ArchConformance(_Conformance):
         check()
 
 
-class PolicyConformance(_Conformance):
-    """Conformance tests for an ``mmkit.policy`` plugin; subclass it as ``Test...``."""
+class ArchMachineConformance(ArchConformance):
+    """:class:`ArchConformance` plus what the engine needs of a family whose descriptors run
+    in :class:`~mmkit.machine.Machine` (every built-in one); subclass it as ``Test...``.
 
-    group = plugins.POLICY_GROUP
+    Extra class attributes: ``machine_options`` (keyword arguments for ``Machine``),
+    ``policy`` (the policy of the hot-add / hot-remove check; default ``"v5.7"``, which
+    frees every table it allocated). An architecture whose descriptor format is not arm64's
+    overrides :meth:`reference_walk`.
+    """
 
-    def test_name(self) -> None:
-        name = getattr(self._plugin(), "name", None)
-        assert isinstance(name, str) and name and not re.search(r"[\s=:\[\]]", name), (
-            f"{type(self._plugin()).__name__}: name is {name!r}; expected a non-empty string "
-            "without spaces"
+    machine_options: ClassVar[Mapping[str, Any]] = {}
+    policy: ClassVar[str] = "v5.7"
+
+    def _machine(self, name: str, **options: Any) -> Any:
+        from mmkit.machine import Machine
+
+        return Machine(self._create(name), **{**self.machine_options, **options})
+
+    def reference_walk(self, m: Any, va: int) -> int | None:
+        """A slow, separate walk of ``va``: the PA it maps, or None. Written from the arm64
+        descriptor rules (bit 0 valid; bit 1 table above the last level, page at it; the
+        output address masked to the entry's size), reading the table pages directly."""
+        pt = m.pgtables
+        levels = [lv for lv in self._create(m.desc.name).geometry.levels_used]
+        table = pt.pgd_pfn
+        for depth, level in enumerate(levels):
+            raw = int(pt.content[table][(va >> level.shift) & (level.ptrs - 1)])
+            if not raw & 1:
+                return None
+            size = 1 << level.shift
+            if depth == len(levels) - 1:
+                return (pt.desc_to_pa(raw) & ~(size - 1)) + (va & (size - 1)) if raw & 2 else None
+            if raw & 2:
+                table = pt.desc_to_pa(raw) >> m.desc.page_shift
+                continue
+            return (pt.desc_to_pa(raw) & ~(size - 1)) + (va & (size - 1))
+        return None
+
+    def test_index_fields_partition_va(self, config_name: str) -> None:
+        """The levels' index fields tile [PAGE_SHIFT, VA_BITS) without gap or overlap."""
+        desc = self._create(config_name)
+        macros = desc.macros()
+        culprit = self._culprit(config_name)
+        fields = sorted(
+            (lv.shift, lv.shift + (lv.ptrs.bit_length() - 1), lv.name)
+            for lv in desc.geometry.levels_used
         )
+        low = macros["PAGE_SHIFT"]
+        for lo, hi, name in fields:
+            assert lo == low, (
+                f"{culprit}: the {name} index field starts at bit {lo}; expected {low} (the "
+                f"fields below end there): fields {fields}"
+            )
+            low = hi
+        va_bits = macros.get("VA_BITS")
+        if va_bits is not None:
+            assert low == va_bits, (
+                f"{culprit}: the index fields end at bit {low}; expected VA_BITS = {va_bits}"
+            )
 
-    def test_description(self) -> None:
-        text = getattr(self._plugin(), "description", None)
-        assert isinstance(text, str) and text.strip() and "\n" not in text.strip(), (
-            f"{self._culprit()}: description is {text!r}; expected one non-empty line"
+    def test_translate_matches_reference_walk(self, config_name: str) -> None:
+        """``translate()`` gives what a slow walk of the table pages gives, for region edges
+        and hypothesis-drawn kernel addresses of the booted machine."""
+        from mmkit.pgtable.walk import translate
+
+        m = self._machine(config_name)
+        culprit = self._culprit(config_name)
+        low = m.desc.kernel_va_start()
+        edges = [
+            a
+            for r in m.desc.regions
+            for a in (r.start, (r.start + r.end) // 2, r.end - 1)
+            if low <= a < 1 << 64
+        ]
+
+        def check(va: int) -> None:
+            got = translate(m, va).pa
+            want = self.reference_walk(m, va)
+            assert got == want, (
+                f"{culprit}: translate({va:#x}) gives "
+                f"{'a fault' if got is None else hex(got)}; the reference walk gives "
+                f"{'a fault' if want is None else hex(want)}"
+            )
+
+        for va in edges:
+            check(va)
+
+        @self._settings()
+        @given(va=st.integers(low, (1 << 64) - 1))
+        def drawn(va: int) -> None:
+            check(va)
+
+        drawn()
+
+    def test_ptdump_is_ordered_merged_and_true(self, config_name: str) -> None:
+        """ptdump's ranges are in address order and disjoint; two touching ranges with no
+        marker between them differ in level or attributes (else note_page() would have merged
+        them); a mapped range's first address translates and an unmapped one's does not."""
+        from mmkit.mm.ptdump import ptdump_walk
+        from mmkit.mm.ptdump_records import PtdumpRange
+        from mmkit.pgtable.walk import translate
+
+        m = self._machine(config_name)
+        culprit = self._culprit(config_name)
+        previous = None
+        for rec in ptdump_walk(m):
+            if not isinstance(rec, PtdumpRange):
+                previous = None  # a marker line flushes the range being merged
+                continue
+            assert rec.start < rec.end, f"{culprit}: empty ptdump range {rec!r}"
+            if previous is not None:
+                assert previous.end <= rec.start, (
+                    f"{culprit}: ptdump ranges out of order or overlapping: {previous!r}, {rec!r}"
+                )
+                assert not (
+                    previous.end == rec.start
+                    and previous.level == rec.level
+                    and previous.prot == rec.prot
+                ), f"{culprit}: ptdump did not merge {previous!r} and {rec!r}"
+            mapped = translate(m, rec.start).ok
+            assert mapped == rec.mapped, (
+                f"{culprit}: ptdump says {rec!r} is {'' if rec.mapped else 'not '}mapped; the "
+                f"walk of {rec.start:#x} {'translates' if mapped else 'faults'}"
+            )
+            previous = rec
+
+    def test_hot_add_then_remove_restores_the_tree(self, config_name: str) -> None:
+        """Hot-adding a block and removing it again under :attr:`policy` leaves the same
+        table pages (level and VA) as at boot, and no kernel event."""
+        m = self._machine(config_name, policy=self.policy)
+        culprit = self._culprit(config_name)
+        before = sorted((t.level, t.va_start) for t in m.table_pages())
+        events = len(m.events)
+        block = m.desc.memory_block_size
+        top = max(s + n for s, n in m.boot_memory)
+        start = (top + block - 1) // block * block
+        m.hot_add(start, block)
+        assert len(m.table_pages()) >= len(before)
+        m.hot_remove(start, block)
+        after = sorted((t.level, t.va_start) for t in m.table_pages())
+        assert after == before, (
+            f"{culprit}: after hot-add and hot-remove of [{start:#x}, {start + block:#x}) "
+            f"under {self.policy}, table pages differ from boot: gained "
+            f"{sorted(set(after) - set(before))}, lost {sorted(set(before) - set(after))}"
         )
-
-    def test_decisions(self) -> None:
-        from mmkit.policies.base import check_decisions
-
-        problems = check_decisions(self._plugin())
-        assert not problems, (
-            f"{self._culprit()}: " + "; ".join(problems) + " (mmkit.policies.base.DECISIONS)"
-        )
-
-    def test_kernel_versions(self) -> None:
-        versions = getattr(self._plugin(), "kernel_versions", None)
-        assert (
-            isinstance(versions, tuple)
-            and versions
-            and all(isinstance(v, str) and v.strip() for v in versions)
-        ), (
-            f"{self._culprit()}: kernel_versions is {versions!r}; expected a non-empty tuple "
-            "of version strings, e.g. ('v5.7',)"
-        )
+        assert m.events[events:] == [], f"{culprit}: kernel events {m.events[events:]}"
