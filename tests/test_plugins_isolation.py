@@ -309,3 +309,21 @@ def test_a_contract_only_policy_works_everywhere(mmkit_tmp_site):  # noqa: F811
     rx = RaceExplorer("vmalloc_race", config="teach-4k-39", policy="v5.7")
     rx.set_policy("bare")
     assert rx.policy == "bare" and "bare" in rx.policy_picker.options
+
+
+def test_a_layout_only_family_is_ok_and_machine_says_why_it_cannot_run_it(mmkit_tmp_site):  # noqa: F811
+    """The arch contract is what layouts read; Machine reads more (MACHINE_ATTRIBUTES)."""
+    from mmkit.machine import Machine
+
+    mmkit_tmp_site.add_dist(
+        "lay-dist", {ARCH_GROUP: {"lay": "fake_lay:PLUGIN"}}, {"fake_lay": arch("lay")}
+    )
+    report = next(r for r in plugins.reports(ARCH_GROUP) if r.name == "lay")
+    assert report.ok and "layouts only: a Machine needs geometry and" in report.message
+    assert plugins.create_arch("lay-4k-30").macros()["PAGE_SHIFT"] == 12
+    with pytest.raises(PluginError, match="'lay-4k-30' describes a layout only"):
+        Machine("lay-4k-30")
+    for name in ("arm64-4k-48", "arm64-64k-52", "teach-16k-36"):
+        assert plugins.machine_missing(plugins.create_arch(name)) == ()
+    builtin = [r for r in plugins.reports(ARCH_GROUP) if r.distribution == "mmkit"]
+    assert builtin and all(r.ok and not r.message for r in builtin)

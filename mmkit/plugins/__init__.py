@@ -81,12 +81,14 @@ from mmkit.errors import InvalidArgument, MmkitError, PluginError, UnknownName
 from mmkit.plugins._contracts import (
     API_VERSION,
     ARCH_GROUP,
+    MACHINE_ATTRIBUTES,
     POLICY_GROUP,
     REQUIRED_MACROS,
     ArchDescriptorLike,
     ArchPlugin,
     PolicyPlugin,
     RegionLike,
+    machine_missing,
 )
 from mmkit.plugins._disable import DISABLE_ENV
 from mmkit.plugins._format import format_reports
@@ -104,6 +106,7 @@ __all__ = [
     "ARCH_GROUP",
     "DISABLE_ENV",
     "GROUPS",
+    "MACHINE_ATTRIBUTES",
     "POLICY_GROUP",
     "REQUIRED_MACROS",
     "STATUSES",
@@ -120,6 +123,7 @@ __all__ = [
     "format_reports",
     "isolated",
     "load",
+    "machine_missing",
     "natural_key",
     "policy_plugins",
     "register",

@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple, NoReturn
 
 from mmkit.errors import UnknownName
-from mmkit.plugins._contracts import API_VERSION, ARCH_GROUP, POLICY_GROUP, REQUIRED_MACROS
+from mmkit.plugins._contracts import (
+    API_VERSION,
+    ARCH_GROUP,
+    POLICY_GROUP,
+    REQUIRED_MACROS,
+    machine_missing,
+)
 from mmkit.plugins._disable import _disable_hint
 from mmkit.plugins._helpers import _describe_exception, _one_line, natural_key
 from mmkit.plugins._records import PluginEntry
@@ -199,6 +205,14 @@ def _validate_arch(entry: PluginEntry, obj: object) -> _Accepted:
         desc = _call(entry, f"create({name!r})", methods["create"], name)
         _check_descriptor(entry, name, desc)
         _check_semantics(entry, name, desc)
+    missing = _call(entry, f"{names[0]}: reading its attributes", machine_missing, desc)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        layout_only = (
+            f"layouts only: a Machine needs {missing[0]}{more} on its descriptors "
+            "(mmkit.plugins.MACHINE_ATTRIBUTES)"
+        )
+        note = f"{note}; {layout_only}" if note else layout_only
     ordered = sorted(names, key=natural_key)
     if list(names) != ordered:
         _nonconformant(entry, f"names() is not in natural order: {list(names)}, expected {ordered}")
