@@ -1,6 +1,7 @@
-"""The vmap-guard policy plugin (plugins/mmkit-vmap-guard), used through its entry point
+"""The vmap-guard policy plugin (plugins/mmkit-vmap-guard), used through its entry points
 only: it passes the conformance suite, no schedule of the vmalloc race fails under it on any
-teaching layout, and ``mmkit compare`` shows its cost against v5.7."""
+teaching layout, and ``mmkit compare`` shows its cost against v5.7. Its strawman,
+``deferred-free``, shows that deferring the free alone loses the walker's mapping."""
 
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ def guard(mmkit_tmp_site, monkeypatch):  # noqa: F811 (the fixture imported abov
     return plugins.policy_plugins()["vmap-guard"]
 
 
-def test_conformance(guard):
-    class TestGuard(PolicyConformance):
-        plugin = guard
+@pytest.mark.parametrize("name", ["vmap-guard", "deferred-free"])
+def test_conformance(guard, name):
+    class TestPolicy(PolicyConformance):
+        plugin = plugins.policy_plugins()[name]
 
-    suite = TestGuard()
+    suite = TestPolicy()
     suite.test_registers_cleanly()
     suite.test_meets_the_protocol()
     suite.test_optional_hooks()
@@ -57,6 +59,16 @@ def test_no_schedule_of_the_vmalloc_race_fails(guard, config):
     guarded = vmalloc_race(config, "vmap-guard").explore(2)
     assert guarded.complete and guarded.failing == 0, guarded.shortest
     assert vmalloc_race(config, "naive").explore(2).failing > 0
+
+
+@pytest.mark.parametrize("config", TEACHING)
+def test_a_deferred_free_alone_loses_the_mapping(guard, config):
+    """The strawman in the same package: freeing the unhooked table only after walkers are
+    done ends the use-after-free, but the walker's entry goes into the unhooked table."""
+    result = vmalloc_race(config, "deferred-free").explore(2)
+    assert result.failing > 0
+    assert all(e.startswith("lost-mapping") for e in result.events), result.events
+    assert not any("use-after-free" in e for e in result.events)
 
 
 def test_the_guard_keeps_the_table_a_reserved_area_is_walking(guard):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmkit.events import Step
-from mmkit.pgtable.keep import policy_keeps_table
+from mmkit.pgtable.keep import free_or_defer, policy_keeps_table
 from mmkit.pgtable.tlb import (
     flush_tlb_blocks,
     flush_tlb_kernel_pgtable,
@@ -404,4 +404,4 @@ def try_free_table(
         return
     pt.content[parent][pidx] = 0
     yield from flush_tlb_kernel_pgtable(m, fn, start)
-    yield from m.free_table(child, fn)
+    yield from free_or_defer(m, level.name, lo, child, fn)

@@ -109,6 +109,12 @@ OPTIONAL_HOOKS: Final[dict[str, str]] = {
         "clear; a non-empty string keeps the table (the reason is shown on the step), None "
         "lets it go (default: every empty table the other decisions allow is freed)"
     ),
+    "defer_table_free": (
+        "defer_table_free(machine, level: str, va: int, pfn: int) -> bool: called by "
+        "mmkit.pgtable.keep once an empty table page is unhooked and its TLB entries "
+        "invalidated; True leaves the page allocated, for the policy to free later (RCU-style) "
+        "(default: the page is freed at once)"
+    ),
 }
 
 

@@ -30,6 +30,12 @@ a later hot-remove that finds it empty and unshared); ``mmkit compare`` shows bo
 
 Not a posted version: a design exercise. The kernel has no such check; taking
 ``vmap_area_lock`` (a hot spinlock) inside arch teardown is what the list would question.
+
+``deferred-free`` (:data:`DEFERRED`) is the strawman beside it: free the unhooked table only
+after concurrent walkers are done (RCU-style; its ``defer_table_free`` hook), and nothing
+else. The explorer shows why that is not enough: no use-after-free any more, but a walker
+that took its pointer before the clear still writes its entry into the unhooked table, and
+its vmalloc area is not mapped (``lost-mapping``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["POLICY", "VmapGuardPolicy"]
+__all__ = ["DEFERRED", "POLICY", "DeferredFreePolicy", "VmapGuardPolicy"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,31 @@ class VmapGuardPolicy:
 
 #: The plugin object (``pyproject.toml``: ``vmap-guard = "mmkit_vmap_guard:POLICY"``).
 POLICY = VmapGuardPolicy()
+
+
+@dataclass(frozen=True)
+class DeferredFreePolicy:
+    """``deferred-free``: v5.7 without floor/ceiling, and every unhooked table page's free
+    deferred until walkers are done (module docstring): the model leaves the page allocated,
+    as a grace period that has not ended yet within the operation."""
+
+    api_version: str = "1.0"
+    name: str = "deferred-free"
+    description: str = "two passes; free empty tables only after walkers are done (RCU-style)"
+    kernel_versions: tuple[str, ...] = ("proposal",)
+    passes: int = 2
+    pgtable_lock: bool = False
+    vmemmap_tables: str = "always"
+    linear_floor_ceiling: bool = False
+    block_tlbi: str = "single"
+    ptdump_hotplug_lock: bool = True
+    memblock_after_arch_remove: bool | None = None
+    boot_memory_notifier: bool = True
+
+    def defer_table_free(self, machine: Any, level: str, va: int, pfn: int) -> bool:
+        """Always defer: the page outlives every walker that may hold a pointer into it."""
+        return True
+
+
+#: The strawman (``deferred-free = "mmkit_vmap_guard:DEFERRED"``).
+DEFERRED = DeferredFreePolicy()
