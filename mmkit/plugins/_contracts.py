@@ -32,19 +32,18 @@ REQUIRED_MACROS: Final = (
 )
 
 
-#: What :class:`~mmkit.machine.Machine` and the kernel code under it read on a descriptor
-#: beyond :class:`ArchDescriptorLike` (``grep -E "desc\.[a-z_]+"`` over machine.py, boot.py,
-#: pgtable/, mm/, sched/ and scenarios/). A family whose descriptors lack some of them loads
-#: ``ok`` for layouts, tables and ``mmkit.arch.get()``, with a note in its report, and
-#: ``Machine`` refuses it with a :class:`~mmkit.errors.PluginError` naming what is missing.
+#: What :class:`~mmkit.machine.Machine` and the kernel code under it read on every
+#: descriptor beyond :class:`ArchDescriptorLike` (``grep -E "desc\.[a-z_]+"`` over machine.py,
+#: boot.py, pgtable/, mm/, sched/ and scenarios/). arm64's own boot options (``kpti``,
+#: ``relocatable``, ``sdei``, ``ghes``, ``kasan``, ``vabits_actual``) are left out: only
+#: arm64's boot reads them. A family whose descriptors lack some of these loads ``ok`` for
+#: layouts, tables and ``mmkit.arch.get()``, with a note in its report, and ``Machine``
+#: refuses it with a :class:`~mmkit.errors.PluginError` naming what is missing.
 MACHINE_ATTRIBUTES: Final = (
     "geometry",
-    "ghes",
     "indices",
-    "kasan",
     "kernel",
     "kernel_va_start",
-    "kpti",
     "level_info",
     "levels",
     "memory_block_size",
@@ -52,10 +51,7 @@ MACHINE_ATTRIBUTES: Final = (
     "page_shift",
     "page_size",
     "region_of",
-    "relocatable",
-    "sdei",
     "va_bits",
-    "vabits_actual",
     "vmalloc_vmemmap_overlap",
     "vmemmap_end",
     "vmemmap_population",
