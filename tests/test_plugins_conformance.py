@@ -3,8 +3,6 @@ included; a contract-only policy (not a HotplugPolicy) passes them too."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from mmkit.arch.arm64 import PLUGIN as ARM64
 from mmkit.arch.teaching import PLUGIN as TEACHING
 from mmkit.policies import naive, v3, v5_7, v6, v7
@@ -14,13 +12,11 @@ from mmkit.testing import ArchMachineConformance, PolicyConformance
 class TestArm64(ArchMachineConformance):
     plugin = ARM64
     max_examples = 10
-    names: ClassVar = ("arm64-4k-39", "arm64-4k-48", "arm64-16k-47", "arm64-64k-42")
 
 
 class TestTeaching(ArchMachineConformance):
     plugin = TEACHING
     max_examples = 10
-    names: ClassVar = ("teach-4k-39", "teach-16k-36", "teach-64k-48")
 
 
 class TestNaive(PolicyConformance):
