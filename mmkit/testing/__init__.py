@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 from mmkit.testing._registry import TmpSite, isolated_registry, tmp_plugin, tmp_site
 
 if TYPE_CHECKING:
-    from mmkit.testing._arch import ArchConformance, ArchMachineConformance
+    from mmkit.testing._arch import ArchConformance
+    from mmkit.testing._machine import ArchMachineConformance
     from mmkit.testing._policy import PolicyConformance
 
 __all__ = [
@@ -64,7 +65,7 @@ __all__ = [
 # is installed) needs only the registry helpers, so the suites are imported on first use.
 _LAZY = {
     "ArchConformance": "mmkit.testing._arch",
-    "ArchMachineConformance": "mmkit.testing._arch",
+    "ArchMachineConformance": "mmkit.testing._machine",
     "PolicyConformance": "mmkit.testing._policy",
 }
 
