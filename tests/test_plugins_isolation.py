@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,7 @@ from mmkit import plugins
 from mmkit.cli import main
 from mmkit.errors import PluginError
 from mmkit.plugins import ARCH_GROUP, POLICY_GROUP
-from mmkit.testing.pytest_plugin import mmkit_tmp_site  # noqa: F401 (a fixture)
+from mmkit.testing.pytest_plugin import mmkit_registry, mmkit_tmp_site  # noqa: F401 (fixtures)
 from mmkit.widgets import PluginStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,3 +328,56 @@ def test_a_layout_only_family_is_ok_and_machine_says_why_it_cannot_run_it(mmkit_
         assert plugins.machine_missing(plugins.create_arch(name)) == ()
     builtin = [r for r in plugins.reports(ARCH_GROUP) if r.distribution == "mmkit"]
     assert builtin and all(r.ok and not r.message for r in builtin)
+
+
+@pytest.mark.parametrize(
+    ("hook", "words"),
+    [
+        (lambda self, *a: 42, "keep_table() returned 42; expected a non-empty reason"),
+        (lambda self, *a: "", "keep_table() returned ''"),
+        (lambda self, *a: 1 / 0, "keep_table() raised ZeroDivisionError"),
+    ],
+)
+def test_a_bad_hook_result_is_a_plugin_error(mmkit_registry, hook, words):  # noqa: F811
+    from dataclasses import dataclass
+    from importlib import import_module
+
+    from mmkit.machine import Machine
+    from mmkit.policies import HotplugPolicy
+
+    @dataclass(frozen=True)
+    class Hooked(HotplugPolicy):
+        keep_table = hook  # a method
+
+    # the registry is empty: the architecture, too, is registered for the test
+    plugins.register(ARCH_GROUP, "arm64", import_module("mmkit.arch.arm64").PLUGIN)
+    bad = Hooked("hooked", "a policy whose hook misbehaves", ("proposal",), vmemmap_tables="always")
+    assert plugins.register(POLICY_GROUP, "hooked", bad).ok
+    m = Machine("arm64-4k-48", policy="hooked")
+    m.hot_add(0x4000_0000_0000, m.desc.memory_block_size)
+    with pytest.raises(PluginError, match=re.escape(words)):
+        m.hot_remove(0x4000_0000_0000, m.desc.memory_block_size)
+
+
+def test_optional_hooks_are_documented_and_checked():
+    from mmkit.errors import InvalidArgument
+    from mmkit.policies import OPTIONAL_HOOKS
+    from mmkit.policies.base import check_hooks, hook
+
+    assert set(OPTIONAL_HOOKS) >= {"keep_table", "defer_table_free"}
+    for name, meaning in OPTIONAL_HOOKS.items():
+        assert meaning.startswith(f"{name}(") and "default" in meaning
+    with pytest.raises(InvalidArgument, match="unknown optional hook"):
+        hook(object(), "keep_tables")
+
+    class NotCallable:
+        keep_table = "yes"
+
+    assert (
+        check_hooks(NotCallable())
+        == [
+            "keep_table is str, not callable; expected keep_table(machine, level or no keep_table "
+            "at all"
+        ]
+        or "keep_table is str, not callable" in check_hooks(NotCallable())[0]
+    )
