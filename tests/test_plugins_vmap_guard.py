@@ -61,6 +61,16 @@ def test_no_schedule_of_the_vmalloc_race_fails(guard, config):
     assert vmalloc_race(config, "naive").explore(2).failing > 0
 
 
+@pytest.mark.parametrize("config", ["teach-4k-39", "teach-64k-42"])
+def test_no_schedule_fails_with_three_preemptions_or_entry_by_entry(guard, config):
+    for race, bound in (
+        (vmalloc_race(config, "vmap-guard"), 3),
+        (vmalloc_race(config, "vmap-guard", fine=True), 2),
+    ):
+        result = race.explore(bound)
+        assert result.complete and result.failing == 0, (race.call(), result.shortest)
+
+
 @pytest.mark.parametrize("config", TEACHING)
 def test_a_deferred_free_alone_loses_the_mapping(guard, config):
     """The strawman in the same package: freeing the unhooked table only after walkers are
