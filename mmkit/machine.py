@@ -31,7 +31,7 @@ import numpy as np
 
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
-from mmkit.errors import Busy, InvalidArgument
+from mmkit.errors import Busy, InvalidArgument, PluginError
 from mmkit.events import KernelEvent, Step
 from mmkit.pgtable.tables import TablePageRecord
 from mmkit.pgtable.tlb import TLB
@@ -40,6 +40,18 @@ __all__ = ["Machine"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
+
+
+def _check_machine_ready(desc: Any) -> None:
+    """A plugin descriptor without what the engine reads: a PluginError naming it."""
+    from mmkit.plugins import machine_missing
+
+    missing = machine_missing(desc)
+    if missing:
+        raise PluginError(
+            f"{getattr(desc, 'name', desc)!r} describes a layout only: a Machine needs "
+            f"{', '.join(missing)} on its descriptor (mmkit.plugins.MACHINE_ATTRIBUTES)"
+        )
 
 
 class Machine:
@@ -73,6 +85,7 @@ class Machine:
         if online_type not in ONLINE_TYPES:
             raise InvalidArgument(f"online_type {online_type!r}", choices=ONLINE_TYPES)
         self.desc = _arch.get(arch, **arch_options) if isinstance(arch, str) else arch
+        _check_machine_ready(self.desc)
         #: the kernel version whose generic hotplug code runs (layout era: ``desc.kernel``)
         self.kernel = kernel or self.desc.kernel
         self.online_type = online_type

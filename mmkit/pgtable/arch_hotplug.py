@@ -24,6 +24,7 @@ from mmkit.pgtable.mapping import (
 )
 from mmkit.pgtable.remove_pagetable import PTL
 from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable, unmap_hotplug_range
+from mmkit.policies.base import frees_vmemmap_tables
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -91,7 +92,7 @@ def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
     VMEMMAP_END))."""
     p = m.policy
     yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
-    free_tables = p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap)
+    free_tables = frees_vmemmap_tables(p, m.desc.vmalloc_vmemmap_overlap.overlap)
     bounds = None
     if p.vmemmap_tables == "floor-ceiling":
         bounds = (m.macros["VMEMMAP_START"], m.desc.vmemmap_end)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.keep import free_or_defer, policy_keeps_table
 from mmkit.pgtable.tlb import (
     flush_tlb_blocks,
     flush_tlb_kernel_pgtable,
@@ -396,6 +397,11 @@ def try_free_table(
     )
     yield step
     step.old = int(pt.content[parent][pidx])
+    lo = start & mask
+    kept = policy_keeps_table(m, level.name, lo, lo + parent_level.entry_size)
+    if kept is not None:  # the policy's keep_table hook (mmkit.pgtable.keep)
+        step.new, step.note = step.old, f"kept: {kept}"
+        return
     pt.content[parent][pidx] = 0
     yield from flush_tlb_kernel_pgtable(m, fn, start)
-    yield from m.free_table(child, fn)
+    yield from free_or_defer(m, level.name, lo, child, fn)

@@ -32,6 +32,50 @@ REQUIRED_MACROS: Final = (
 )
 
 
+#: What :class:`~mmkit.machine.Machine` and the kernel code under it read on every
+#: descriptor beyond :class:`ArchDescriptorLike` (``grep -E "desc\.[a-z_]+"`` over machine.py,
+#: boot.py, pgtable/, mm/, sched/ and scenarios/). arm64's own boot options (``kpti``,
+#: ``relocatable``, ``sdei``, ``ghes``, ``kasan``, ``vabits_actual``) are left out: only
+#: arm64's boot reads them. A family whose descriptors lack some of these loads ``ok`` for
+#: layouts, tables and ``mmkit.arch.get()``, with a note in its report, and ``Machine``
+#: refuses it with a :class:`~mmkit.errors.PluginError` naming what is missing.
+MACHINE_ATTRIBUTES: Final = (
+    "geometry",
+    "indices",
+    "kernel",
+    "kernel_va_start",
+    "level_info",
+    "levels",
+    "memory_block_size",
+    "pa_bits",
+    "page_shift",
+    "page_size",
+    "region_of",
+    "va_bits",
+    "vmalloc_vmemmap_overlap",
+    "vmemmap_end",
+    "vmemmap_population",
+)
+
+
+def machine_missing(desc: object) -> tuple[str, ...]:
+    """The :data:`MACHINE_ATTRIBUTES` ``desc`` lacks (empty: it can run in a Machine).
+
+    >>> from mmkit.arch import get
+    >>> machine_missing(get("arm64-4k-48"))
+    ()
+    """
+    missing = []
+    for attr in MACHINE_ATTRIBUTES:
+        try:
+            getattr(desc, attr)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # a raising (or exiting) property is as good as none here
+            missing.append(attr)
+    return tuple(missing)
+
+
 @runtime_checkable
 class RegionLike(Protocol):
     """One VA region of a descriptor: the half-open range ``[start, end)``."""
