@@ -1,0 +1,74 @@
+"""x86's hot-remove teardown as an mmkit policy: v5.4 ``remove_pagetable()``.
+
+What v5.4 ``arch/x86/mm/init_64.c`` does (``arch_remove_memory()`` ->
+``kernel_physical_mapping_remove()`` -> ``remove_pagetable(start, end, direct=true)``;
+``vmemmap_free()`` -> ``remove_pagetable(start, end, direct=false)``):
+
+* **one pass**: ``remove_p4d_table()`` -> ``remove_pud_table()`` -> ``remove_pmd_table()`` ->
+  ``remove_pte_table()``; straight after each lower level returns, ``free_pte_table()`` /
+  ``free_pmd_table()`` (and ``free_pud_table()`` only when ``pgtable_l5_enabled()``) scan the
+  table and, if every entry is none, **free the page first and then clear the parent entry**
+  under ``init_mm.page_table_lock``;
+* leaves are cleared under ``init_mm.page_table_lock``; a vmemmap page or huge page is freed
+  (``free_pagetable()``) **before** its entry is cleared; direct-map pages are not freed
+  (they went back to the allocator when offlined);
+* no per-entry TLB invalidation: one ``flush_tlb_all()`` after each PTE-level loop and one at
+  the end of ``remove_pagetable()``;
+* a partially covered vmemmap page or huge page has the struct pages being removed filled
+  with ``PAGE_INUSE`` (0xFD); it is freed only when the whole page reads back as 0xFD
+  (``memchr_inv()``);
+* ``remove_pte_table()`` returns at once when it meets a PTE whose address is below 1 GiB:
+  the ``head_64.S`` identity map of ``[0, 1G)`` is never torn down.
+
+:data:`POLICY` answers the engine's decisions (:data:`mmkit.policies.base.DECISIONS`) the way
+this code does (one pass, the lock, vmemmap tables always freed, no floor/ceiling, no
+block TLBI, no hotplug lock in ptdump, the era's ``try_remove_memory()`` order) and names the
+x86 teardown in ``arch_teardown``; the x86-only rules are its extra fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmkit.policies.base import HotplugPolicy
+
+__all__ = ["PAGE_INUSE", "POLICY", "X86RemovePolicy"]
+
+#: ``#define PAGE_INUSE 0xFD`` (v5.4 ``arch/x86/mm/init_64.c``)
+PAGE_INUSE = 0xFD
+
+
+@dataclass(frozen=True)
+class X86RemovePolicy(HotplugPolicy):
+    """:class:`~mmkit.policies.HotplugPolicy` plus the rules only x86's teardown has."""
+
+    #: the teardown the engine runs (an optional policy hook; absent = the arm64 teardown)
+    arch_teardown: str = "x86-remove-pagetable"
+    #: fill removed struct pages with PAGE_INUSE; free a page only when all of it is 0xFD
+    page_inuse: bool = True
+    #: ``remove_pte_table()`` stops at a PTE mapping a physical address below this
+    identity_map_end: int = 1 << 30
+    #: ``free_pud_table()`` runs only with 5-level paging (``pgtable_l5_enabled()``)
+    free_pud_tables_l5_only: bool = True
+    #: a table page is freed before its parent entry is cleared (``free_pte_table()``...)
+    free_before_clear: bool = True
+    #: ``flush_tlb_all()`` after each PTE-level loop and at the end, nothing per entry
+    flush_tlb_all: bool = True
+
+
+#: What the ``mmkit.policy`` entry point names.
+POLICY = X86RemovePolicy(
+    name="x86-remove-pagetable",
+    description="x86_64 v5.4 remove_pagetable(): one pass, free before clear, flush_tlb_all",
+    kernel_versions=("v5.4",),
+    passes=1,
+    pgtable_lock=True,
+    vmemmap_tables="always",
+    linear_floor_ceiling=False,
+    block_tlbi="none",
+    ptdump_hotplug_lock=False,
+    memblock_after_arch_remove=None,
+    boot_memory_notifier=False,
+    history="v5.4 arch/x86/mm/init_64.c remove_pagetable(); Mark Rutland on the arm64 V1 "
+    "thread called it 'not entirely correct (e.g. due to missing TLB maintenance)'.",
+)
