@@ -137,7 +137,7 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         if not raw & 1:
             step.line = f"load {va:#x}: translation fault at level {level.hw_level}"
             return None
-        if depth < len(levels) - 1 and raw & 2:
+        if depth < len(levels) - 1 and pt.is_table(raw, False):
             span = level.entry_size
             child = pt.next_table(raw)
             start = va & ~(span - 1)

@@ -60,7 +60,7 @@ from typing import Any, Final, Literal
 
 from mmkit.errors import InvalidArgument
 
-__all__ = ["DECISIONS", "HotplugPolicy", "check_decisions"]
+__all__ = ["DECISIONS", "OPTIONAL_HOOKS", "HotplugPolicy", "check_decisions"]
 
 VmemmapTables = Literal["always", "never", "no-overlap", "floor-ceiling"]
 BlockTlbi = Literal["none", "range", "single"]
@@ -75,6 +75,19 @@ DECISIONS: Final[dict[str, tuple[Any, ...]]] = {
     "ptdump_hotplug_lock": (False, True),
     "memblock_after_arch_remove": (None, False, True),
     "boot_memory_notifier": (False, True),
+}
+
+
+#: Hooks a policy may define, each ``name -> signature: meaning (default when absent)``.
+OPTIONAL_HOOKS: Final[dict[str, str]] = {
+    "arch_remove_memory": (
+        "arch_remove_memory(machine, start: int, size: int) -> Iterator[Step]: the whole "
+        "page-table side of hot-remove for [start, start + size), run by "
+        "mmkit.pgtable.arch_hotplug.arch_remove_memory, which still does the bookkeeping "
+        "(another architecture's teardown, e.g. x86's single-pass remove_pagetable(); "
+        "default: arm64's vmemmap_free() per section, then __remove_pgd_mapping(), as the "
+        "decisions above choose)"
+    ),
 }
 
 
