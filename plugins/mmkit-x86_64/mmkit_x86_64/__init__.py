@@ -39,6 +39,8 @@ from mmkit_x86_64.layout import (
     layout_macros,
     layout_regions,
 )
+from mmkit_x86_64.machine import X86MachineHooks
+from mmkit_x86_64.pte import X86PteFormat
 
 __all__ = ["CONFIGS", "PLUGIN", "X86Descriptor", "X86Geometry", "X86Plugin"]
 
@@ -153,6 +155,16 @@ class X86Descriptor:
     @property
     def level_info(self) -> tuple[Level, ...]:
         return self.geometry.levels_all
+
+    @property
+    def machine_hooks(self) -> X86MachineHooks:
+        """Boot and ``arch_add_memory()`` of x86 (:mod:`mmkit_x86_64.machine`)."""
+        return X86MachineHooks()
+
+    @property
+    def pte_format(self) -> X86PteFormat:
+        """The entry-format hook the engine uses (:class:`mmkit.arch.pte_api.PteFormat`)."""
+        return X86PteFormat()
 
     @property
     def folded_levels(self) -> tuple[str, ...]:

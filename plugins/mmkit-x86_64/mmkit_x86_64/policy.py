@@ -22,38 +22,35 @@ What v5.4 ``arch/x86/mm/init_64.c`` does (``arch_remove_memory()`` ->
 
 :data:`POLICY` answers the engine's decisions (:data:`mmkit.policies.base.DECISIONS`) the way
 this code does (one pass, the lock, vmemmap tables always freed, no floor/ceiling, no
-block TLBI, no hotplug lock in ptdump, the era's ``try_remove_memory()`` order) and names the
-x86 teardown in ``arch_teardown``; the x86-only rules are its extra fields.
+block TLBI, no hotplug lock in ptdump, the era's ``try_remove_memory()`` order), and its
+``arch_remove_memory`` hook (``OPTIONAL_HOOKS`` in :mod:`mmkit.policies.base`) makes the
+engine run this teardown, rules and order included, instead of arm64's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mmkit.policies.base import HotplugPolicy
+from mmkit_x86_64 import teardown
 
-__all__ = ["PAGE_INUSE", "POLICY", "X86RemovePolicy"]
+if TYPE_CHECKING:
+    from mmkit.events import Step
+    from mmkit.machine import Machine
 
-#: ``#define PAGE_INUSE 0xFD`` (v5.4 ``arch/x86/mm/init_64.c``)
-PAGE_INUSE = 0xFD
+__all__ = ["POLICY", "X86RemovePolicy"]
 
 
 @dataclass(frozen=True)
 class X86RemovePolicy(HotplugPolicy):
-    """:class:`~mmkit.policies.HotplugPolicy` plus the rules only x86's teardown has."""
+    """:class:`~mmkit.policies.HotplugPolicy` plus the ``arch_remove_memory`` hook: the
+    engine runs x86's teardown (:mod:`mmkit_x86_64.teardown`) instead of arm64's."""
 
-    #: the teardown the engine runs (an optional policy hook; absent = the arm64 teardown)
-    arch_teardown: str = "x86-remove-pagetable"
-    #: fill removed struct pages with PAGE_INUSE; free a page only when all of it is 0xFD
-    page_inuse: bool = True
-    #: ``remove_pte_table()`` stops at a PTE mapping a physical address below this
-    identity_map_end: int = 1 << 30
-    #: ``free_pud_table()`` runs only with 5-level paging (``pgtable_l5_enabled()``)
-    free_pud_tables_l5_only: bool = True
-    #: a table page is freed before its parent entry is cleared (``free_pte_table()``...)
-    free_before_clear: bool = True
-    #: ``flush_tlb_all()`` after each PTE-level loop and at the end, nothing per entry
-    flush_tlb_all: bool = True
+    def arch_remove_memory(self, m: Machine, start: int, size: int) -> Iterator[Step]:
+        """v5.4 x86 ``arch_remove_memory()`` (:func:`mmkit_x86_64.teardown.arch_remove_memory`)."""
+        return teardown.arch_remove_memory(m, start, size)
 
 
 #: What the ``mmkit.policy`` entry point names.

@@ -34,6 +34,7 @@ __all__ = [
     "LEVEL_NAMES",
     "PTE_PFN_MASK",
     "X86Pte",
+    "X86PteFormat",
     "decode",
     "encode",
     "kernel_prot",
@@ -284,3 +285,64 @@ def ptdump_line(start: int, end: int, value: int, level: str) -> str:
     '0xffff888000000000-0xffff888040000000           1G     RW         PSE     GLB NX pud'
     """
     return f"0x{start:016x}-0x{end:016x}   {ptdump_size(end - start)} {ptdump_prot(value, level)}"
+
+
+#: The engine names protections as arm64 does; their x86 counterparts (pgtable_types.h).
+_ENGINE_PROT_NAMES: Final[dict[str, str]] = {
+    "PAGE_KERNEL_ROX": "PAGE_KERNEL_RX",
+    "PROT_SECT_NORMAL": "PAGE_KERNEL_LARGE",
+    "PROT_SECT_NORMAL_EXEC": "PAGE_KERNEL_LARGE_EXEC",
+}
+
+
+class X86PteFormat:
+    """This format as the engine's entry-format hook (:class:`mmkit.arch.pte_api.PteFormat`).
+
+    A table entry is present without PSE (``pmd_large()`` false), a block is a present PMD
+    or PUD entry with PSE; there is no contiguous hint. ``block_prot()`` adds PSE, as
+    ``phys_pmd_init()`` does with ``pgprot_large``/``__PAGE_KERNEL_LARGE``. Addresses read
+    through ``PTE_PFN_MASK``: for a large leaf the engine rounds them down to the leaf size
+    itself, and kernel protections never set ``_PAGE_PAT_LARGE``.
+
+    >>> fmt = X86PteFormat()
+    >>> raw = fmt.table_entry(0x5000)
+    >>> fmt.is_table(raw, False), fmt.is_block(raw), hex(raw)
+    (True, False, '0x5063')
+    >>> fmt.is_block(fmt.pa_to_entry(1 << 21) | fmt.block_prot(fmt.kernel_prot("PAGE_KERNEL")))
+    True
+    """
+
+    addr_mask: int = PTE_PFN_MASK
+    cont_bit: int = 0
+    #: present and not PSE (``pmd_large()`` false): a table
+    table_match: tuple[int, int] = (_PAGE_PRESENT | _PAGE_PSE, _PAGE_PRESENT)
+
+    def pa_to_entry(self, pa: int) -> int:
+        return pa & PTE_PFN_MASK
+
+    def entry_to_pa(self, raw: int) -> int:
+        return raw & PTE_PFN_MASK
+
+    def table_entry(self, pa: int) -> int:
+        return table_entry(pa)
+
+    def is_table(self, raw: int, leaf_level: bool) -> bool:
+        return not leaf_level and bool(raw & _PAGE_PRESENT) and not raw & _PAGE_PSE
+
+    def is_block(self, raw: int) -> bool:
+        return bool(raw & _PAGE_PRESENT) and bool(raw & _PAGE_PSE)
+
+    def is_page(self, raw: int) -> bool:
+        return bool(raw & _PAGE_PRESENT)  # bit 7 of a PTE is PAT, not PSE
+
+    def kernel_prot(self, name: str, *, ng: bool = False) -> int:
+        return kernel_prot(_ENGINE_PROT_NAMES.get(name, name), global_=not ng)
+
+    def block_prot(self, prot: int) -> int:
+        return prot | _PAGE_PSE
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
