@@ -5,7 +5,9 @@ never tests entry bits itself: it asks the descriptor's **entry format**, a
 :class:`PteFormat`. A descriptor offers one as its optional ``pte_format`` attribute (see
 :data:`mmkit.plugins.OPTIONAL_ARCH_PARTS`); without it, :func:`pte_format_of` gives the
 arm64 format (:class:`Arm64PteFormat`, over :mod:`mmkit.arch.pte`), so a descriptor that
-models an arm64 configuration needs nothing more.
+models an arm64 configuration needs nothing more. A format may also have
+``describe(raw, level_name) -> str``, the one-line decoding the tree views show in a node's
+hover (without it they decode as arm64).
 
 The engine speaks arm64's protection names (``PAGE_KERNEL``, ``PAGE_KERNEL_RO``,
 ``PAGE_KERNEL_ROX``, ``PROT_SECT_NORMAL``...); a format maps each to its own architecture's
