@@ -144,6 +144,9 @@ def layout_macros(*, levels: int, kasan: bool = False, ghes: bool = False) -> di
         "MIN_MEMORY_BLOCK_SIZE": 1 << section_size_bits,
         "STRUCT_PAGE_MAX_SHIFT": STRUCT_PAGE_SHIFT,
         "TASK_SIZE_MAX": (1 << virtual_mask_shift) - page_size,
+        # a variable of v5.4 arch/x86/mm/tlb.c (debugfs-tunable): past this many pages
+        # flush_tlb_kernel_range() flushes the whole TLB
+        "tlb_single_page_flush_ceiling": 33,
     }
     guard = _neg(256) << pgdir_shift & _M64
     m["GUARD_HOLE_BASE_ADDR"] = guard

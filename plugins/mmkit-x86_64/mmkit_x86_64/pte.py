@@ -341,6 +341,18 @@ class X86PteFormat:
     def block_prot(self, prot: int) -> int:
         return prot | _PAGE_PSE
 
+    def describe(self, raw: int, level: str) -> str:
+        """One line for a tree node's hover: the value, what it is, the address, the flags
+        as ptdump prints them.
+
+        >>> X86PteFormat().describe(0x80000001000001E3, "pmd")
+        'entry 0x80000001000001e3: pmd leaf, pa 0x100000000, RW PSE GLB NX'
+        """
+        d = decode(raw, level)
+        kind = "none" if d.none else "table" if d.table else "leaf" if d.leaf else "not present"
+        flags = " ".join(ptdump_prot(raw, level).split()[:-1])
+        return f"entry {raw:#018x}: {level} {kind}, pa {d.pa:#x}" + (f", {flags}" if flags else "")
+
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self)
 
