@@ -5,11 +5,13 @@ primitives (``create_pgd_mapping`` walks and fills tables level by level, as
 ``phys_p4d_init()``/``phys_pud_init()``/``phys_pmd_init()`` do, and puts a leaf at the
 highest level the alignment allows):
 
-* ``init_top_pgt`` and the kernel text tables (``level3_kernel_pgt``,
-  ``level2_kernel_pgt``) are static, in the image (``head_64.S``); the kernel text mapping
-  maps ``[__START_KERNEL_map, +_end)`` onto the physical memory from ``phys_base`` with 2 MiB
-  pages (``PAGE_KERNEL_LARGE_EXEC``), as ``cleanup_highmap()`` leaves it. The image sits
-  ``CONFIG_PHYSICAL_START`` (16 MiB) into the first bank, ``phys_base`` being its start;
+* ``init_top_pgt`` is static, in the image (``head_64.S``); the kernel text mapping maps
+  ``__START_KERNEL_map + x`` to ``phys_base + x`` with 2 MiB pages. The image sits
+  ``CONFIG_PHYSICAL_START`` (16 MiB) into the first bank, ``phys_base`` being the bank's
+  start; ``cleanup_highmap()`` leaves only ``[_text, _brk_end)`` mapped and
+  ``mark_rodata_ro()`` gives text, rodata and data their final protections (``ro x``,
+  ``ro NX``, ``RW NX``: no W+X mapping for the boot-time check to report). The kernel
+  text's page-table pages (``level2_kernel_pgt``...) are modelled as boot allocations;
 * the direct map: ``init_mem_mapping()`` -> ``kernel_physical_mapping_init()`` maps every
   boot range at ``__va(pa) = pa + PAGE_OFFSET`` with 1 GiB pages where the range is
   aligned (``X86_FEATURE_GBPAGES``), 2 MiB pages otherwise (``PAGE_KERNEL_LARGE``), 4K pages
@@ -42,8 +44,10 @@ _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
 #: ``CONFIG_PHYSICAL_START`` (x86 default, 16 MiB): where the image is loaded
 _PHYSICAL_START = 0x1000000
-#: a ~24 MiB defconfig image, text to _brk_end
-_IMAGE_SIZE = 24 << 20
+#: a ~24 MiB defconfig image from _text to _brk_end, 2 MiB-aligned segments with their
+#: final protections: text read-only executable, rodata read-only, data and bss writable
+_IMAGE = ((12 << 20, "PAGE_KERNEL_RX"), (6 << 20, "PAGE_KERNEL_RO"), (6 << 20, "PAGE_KERNEL"))
+_IMAGE_SIZE = sum(size for size, _ in _IMAGE)
 
 
 class X86MachineHooks:
@@ -81,32 +85,25 @@ class X86MachineHooks:
             phys_base >> d.page_shift, (image_end - phys_base) >> d.page_shift, "kernel image"
         )
         m.pgtables = PageTables(d, m.physmem)
-        # init_top_pgt, level3_kernel_pgt, level2_kernel_pgt, level2_fixmap_pgt: in .data
-        tables = (image_end - 4 * d.page_size) >> d.page_shift
-        m._static_tables = [tables + i for i in range(4)]
+        # init_top_pgt: a page of the image's .data
+        m._static_tables = [(image_end - d.page_size) >> d.page_shift]
         m.pgtables.pgd_pfn = m._static_tables[0]
         m.pgtables.new_table(m.pgtables.pgd_pfn, 0, d.kernel_va_start(), boot=True)
         m.kimage_va = mac["__START_KERNEL_map"] + _PHYSICAL_START
         m.kimage_pa = image_pa
         m.kimage_end = m.kimage_va + _IMAGE_SIZE
         m.stext_offset = 0
-        m.run(self._boot_steps(m, phys_base, image_end, vmalloc_areas), record=False)
+        m.run(self._boot_steps(m, vmalloc_areas), record=False)
 
-    def _boot_steps(
-        self, m: Machine, phys_base: int, image_end: int, vmalloc_areas: int
-    ) -> Iterator[Step]:
+    def _boot_steps(self, m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         from mmkit.mm.vmalloc import vmalloc
         from mmkit.pgtable.mapping import create_pgd_mapping, vmemmap_populate
 
         fmt, mac = m.pgtables.fmt, m.macros
-        yield from create_pgd_mapping(  # the kernel text mapping (head_64.S, cleanup_highmap)
-            m,
-            phys_base,
-            mac["__START_KERNEL_map"],
-            image_end - phys_base,
-            fmt.kernel_prot("PAGE_KERNEL_EXEC"),
-            boot=True,
-        )
+        va, pa = m.kimage_va, m.kimage_pa
+        for size, prot in _IMAGE:  # the kernel text mapping, as mark_rodata_ro() leaves it
+            yield from create_pgd_mapping(m, pa, va, size, fmt.kernel_prot(prot), boot=True)
+            va, pa = va + size, pa + size
         for start, size in m._boot_ranges:  # init_mem_mapping()
             yield from kernel_physical_mapping_init(m, start, start + size, boot=True)
         sec = 1 << mac["SECTION_SIZE_BITS"]
