@@ -115,7 +115,9 @@ OPTIONAL_ARCH_PARTS: Final[dict[str, str]] = {
     "machine_hooks": (
         "an object with boot(machine, vmalloc_areas) building what the kernel has after "
         "boot (page tables, physmem, the linear and vmemmap bases) and optionally "
-        "arch_add_memory(machine, start, size) -> Iterator[Step]; read through "
-        "mmkit.boot.machine_hooks_of (default: arm64's boot and arch_add_memory)"
+        "arch_add_memory(machine, start, size) -> Iterator[Step], "
+        "ptdump_walk(machine, *, start, end) -> Iterator[PtdumpRecord] and ptdump(machine) "
+        "-> str; read through mmkit.boot.machine_hooks_of and, for the dump, "
+        "mmkit.mm.ptdump (default: arm64's boot, arch_add_memory and ptdump)"
     ),
 }
