@@ -242,14 +242,14 @@ class X86Descriptor:
         return -(1 << self._macros["__VIRTUAL_MASK_SHIFT"]) & _M64
 
     def indices(self, va: int) -> list[tuple[Level, int]]:
-        """``pgd_index()``, ``p4d_index()``... of a kernel ``va`` at every level with tables."""
+        """``pgd_index()``, ``p4d_index()``... of ``va`` at every level with tables.
+
+        Any 64-bit address has them: ``init_top_pgt`` spans the whole address space (its
+        user half is empty) and the index macros only mask bits, as the MMU does; only a
+        non-canonical address would fault (#GP) before any walk.
+        """
         if not isinstance(va, int) or isinstance(va, bool) or not 0 <= va < 1 << 64:
             raise InvalidArgument(f"VA {va!r} is not a 64-bit unsigned integer")
-        if va < self.kernel_va_start():
-            raise InvalidArgument(
-                f"{va:#018x} is not a kernel address in {self.name}: the kernel half starts "
-                f"at {self.kernel_va_start():#018x}"
-            )
         return [(lv, lv.index(va)) for lv in self.geometry.levels_used]
 
 

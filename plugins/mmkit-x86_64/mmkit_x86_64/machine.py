@@ -37,6 +37,7 @@ from mmkit.events import Step
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
+    from mmkit.mm.ptdump_records import PtdumpRecord
 
 __all__ = ["X86MachineHooks"]
 
@@ -118,6 +119,20 @@ class X86MachineHooks:
         m._vmalloc_next = mac["VMALLOC_START"]
         for i in range(vmalloc_areas):
             yield from vmalloc(m, (4 + 4 * i) * m.page_size)
+
+    def ptdump_walk(
+        self, m: Machine, *, start: int | None = None, end: int | None = None
+    ) -> Iterator[PtdumpRecord]:
+        """x86's dump as records (:func:`mmkit_x86_64.ptdump.ptdump_walk`)."""
+        from mmkit_x86_64.ptdump import ptdump_walk
+
+        return ptdump_walk(m, start=start, end=end)
+
+    def ptdump(self, m: Machine) -> str:
+        """x86's debugfs text (:func:`mmkit_x86_64.ptdump.ptdump`)."""
+        from mmkit_x86_64.ptdump import ptdump
+
+        return ptdump(m)
 
     def arch_add_memory(self, m: Machine, start: int, size: int) -> Iterator[Step]:
         """v5.4 x86 ``arch_add_memory()``: ``init_memory_mapping()``, then ``add_pages()``

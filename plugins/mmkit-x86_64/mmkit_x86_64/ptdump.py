@@ -15,17 +15,20 @@ and ORs NX. Addresses are sign-extended from ``__VIRTUAL_MASK_SHIFT`` (``normali
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from mmkit_x86_64.pte import LEVEL_NAMES, pfn_mask, ptdump_prot, ptdump_size
+from mmkit.errors import InvalidArgument
+from mmkit.mm.ptdump_records import PtdumpMarker, PtdumpRange, PtdumpRecord
+from mmkit_x86_64.pte import LEVEL_NAMES, pfn_mask, ptdump_columns, ptdump_size
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["address_markers", "ptdump"]
+__all__ = ["address_markers", "format_records", "ptdump", "ptdump_walk"]
 
 _M64 = (1 << 64) - 1
+_TOP = 1 << 64
 _USER_RW = 0b110
 _NX = 1 << 63
 _PSE = 1 << 7
@@ -100,39 +103,85 @@ def _notes(m: Machine) -> Iterator[tuple[int, int, int, int]]:
                 yield from walk(depth + 1, pt.next_table(raw), addr, eff)
 
     yield from walk(0, pt.pgd_pfn, 0, 0)
-    top = pt.levels[0]
-    yield normalize(top.ptrs * top.entry_size), 0, 0, 0
+    yield 0, 0, 0, 0  # normalize_addr(PTRS_PER_PGD * PGD_LEVEL_MULT) wraps to 0: 2**64 here
 
 
-def ptdump(m: Machine) -> str:
-    """The debugfs text of ``m``'s kernel page tables (module docstring)."""
+def ptdump_walk(
+    m: Machine, *, start: int | None = None, end: int | None = None
+) -> Iterator[PtdumpRecord]:
+    """The dump as records (:mod:`mmkit.mm.ptdump_records`), what mmkit's
+    :func:`~mmkit.mm.ptdump.ptdump_walk` returns for this machine.
+
+    The walk covers ``[start, end)``, by default the whole address space as the kernel walks
+    it (the last range ends at ``2**64``, printed ``0x0000000000000000``); with ``start``
+    the marker list starts at the last marker at or below it. A range's ``level`` is the
+    name as printed (``"pmd"``), ``attrs`` the ``printk_prot()`` columns (empty when not
+    present), ``prot`` the flags merged on, ``level_no`` 1 (pgd) to 5 (pte).
+    ``ESPfix Area``'s 16-line cap is not applied (the model maps nothing there).
+    """
+    lo = 0 if start is None else start
+    hi = _TOP if end is None else end
+    if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= _TOP):
+        raise InvalidArgument(f"ptdump_walk: range [{lo!r}, {hi!r}) is not inside [0, 2**64)")
     markers = address_markers(m.macros)
-    lines: list[str] = []
-    state: dict[str, int] = {}
-    mi = 0
+    mi = max(i for i, (address, _, _) in enumerate(markers) if address <= lo)
+    return _records(m, markers, mi, lo, hi)
+
+
+def _records(
+    m: Machine, markers: list[tuple[int, str, int]], mi: int, lo: int, hi: int
+) -> Iterator[PtdumpRecord]:
+    state: dict[str, int] | None = None
     for current, prot, eff, level in _notes(m):
-        if not state:
-            state = {"prot": prot, "eff": eff, "level": level, "start": current, "lines": 0}
-            lines.append(f"---[ {markers[0][1]} ]---")
+        final = level == 0
+        if final:
+            current = hi
+        elif current < lo:
+            continue
+        elif current >= hi:
+            current, prot, eff, level, final = hi, 0, 0, 0, True
+        if state is None:
+            state = {"prot": prot, "eff": eff, "level": level, "start": current}
+            yield PtdumpMarker(markers[mi][1], markers[mi][0])
+            if final:
+                return
             continue
         crossed = current >= markers[mi + 1][0]
         same = prot == state["prot"] and eff == state["eff"] and level == state["level"]
-        if same and not crossed:
-            continue
-        max_lines = markers[mi][2]
-        if not max_lines or state["lines"] < max_lines:
-            start = state["start"]
-            lines.append(
-                f"0x{start:016x}-0x{current:016x}   {ptdump_size((current - start) & _M64)} "
-                + ptdump_prot(state["prot"], LEVEL_NAMES[state["level"] - 1])
+        if not (same and not crossed and not final):
+            name = LEVEL_NAMES[state["level"] - 1]
+            yield PtdumpRange(
+                state["start"],
+                current,
+                name,
+                state["prot"],
+                ptdump_columns(state["prot"], name),
+                current - state["start"],
+                state["level"],
             )
-        state["lines"] += 1
-        if crossed:
-            if max_lines and state["lines"] > max_lines:
-                skipped = state["lines"] - max_lines
-                lines.append(f"... {skipped} entr{'y' if skipped == 1 else 'ies'} skipped ... ")
-            mi += 1
-            state["lines"] = 0
-            lines.append(f"---[ {markers[mi][1]} ]---")
-        state.update(prot=prot, eff=eff, level=level, start=current)
+            if crossed and not final:
+                mi += 1
+                yield PtdumpMarker(markers[mi][1], markers[mi][0])
+            state.update(prot=prot, eff=eff, level=level, start=current)
+        if final:
+            return
+
+
+def format_records(records: Iterable[PtdumpRecord]) -> str:
+    """Records as x86's debugfs text: ``---[ name ]---`` lines and ``note_page()`` lines."""
+    lines = []
+    for rec in records:
+        if isinstance(rec, PtdumpMarker):
+            lines.append(f"---[ {rec.name} ]---")
+        else:
+            lines.append(
+                f"0x{rec.start:016x}-0x{rec.end & _M64:016x}   {ptdump_size(rec.size)} "
+                + ("".join(rec.attrs) or " " * 30)
+                + rec.level
+            )
     return "\n".join(lines) + "\n"
+
+
+def ptdump(m: Machine) -> str:
+    """``cat /sys/kernel/debug/page_tables/kernel`` on the machine (module docstring)."""
+    return format_records(ptdump_walk(m))

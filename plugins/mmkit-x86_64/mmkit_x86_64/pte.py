@@ -39,6 +39,7 @@ __all__ = [
     "encode",
     "kernel_prot",
     "pfn_mask",
+    "ptdump_columns",
     "ptdump_line",
     "ptdump_prot",
     "ptdump_size",
@@ -234,6 +235,30 @@ def decode(value: int, level: str) -> X86Pte:
     )
 
 
+def ptdump_columns(value: int, level: str) -> tuple[str, ...]:
+    """``printk_prot()``'s attribute columns, blanks included (empty when not present).
+
+    >>> ptdump_columns(kernel_prot("PAGE_KERNEL"), "pte")
+    ('    ', 'RW ', '    ', '    ', '    ', '    ', 'GLB ', 'NX ')
+    """
+    _check_level(level)
+    n = LEVEL_NAMES.index(level) + 1  # dump_pagetables.c's level: 1 = pgd ... 5 = pte
+    flags = value & ~pfn_mask(value, level)
+    if not flags & _PAGE_PRESENT:
+        return ()
+    pat = (n == 5 and flags & _PAGE_PAT) or (n in (3, 4) and flags & _PAGE_PAT_LARGE)
+    return (
+        "USR " if flags & _PAGE_USER else "    ",
+        "RW " if flags & _PAGE_RW else "ro ",
+        "PWT " if flags & _PAGE_PWT else "    ",
+        "PCD " if flags & _PAGE_PCD else "    ",
+        "PSE " if n <= 4 and flags & _PAGE_PSE else "    ",
+        "PAT " if pat else "    ",
+        "GLB " if flags & _PAGE_GLOBAL else "    ",
+        "NX " if flags & _PAGE_NX else "x  ",
+    )
+
+
 def ptdump_prot(value: int, level: str) -> str:
     """``printk_prot()``: the attribute columns and the level name, as debugfs prints them.
 
@@ -245,21 +270,7 @@ def ptdump_prot(value: int, level: str) -> str:
     >>> ptdump_prot(0, "pmd")
     '                              pmd'
     """
-    _check_level(level)
-    n = LEVEL_NAMES.index(level) + 1  # dump_pagetables.c's level: 1 = pgd ... 5 = pte
-    flags = value & ~pfn_mask(value, level)
-    if not flags & _PAGE_PRESENT:
-        return " " * 30 + level
-    out = "USR " if flags & _PAGE_USER else "    "
-    out += "RW " if flags & _PAGE_RW else "ro "
-    out += "PWT " if flags & _PAGE_PWT else "    "
-    out += "PCD " if flags & _PAGE_PCD else "    "
-    out += "PSE " if n <= 4 and flags & _PAGE_PSE else "    "
-    pat = (n == 5 and flags & _PAGE_PAT) or (n in (3, 4) and flags & _PAGE_PAT_LARGE)
-    out += "PAT " if pat else "    "
-    out += "GLB " if flags & _PAGE_GLOBAL else "    "
-    out += "NX " if flags & _PAGE_NX else "x  "
-    return out + level
+    return ("".join(ptdump_columns(value, level)) or " " * 30) + level
 
 
 def ptdump_size(size: int) -> str:
