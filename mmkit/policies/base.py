@@ -88,6 +88,11 @@ OPTIONAL_HOOKS: Final[dict[str, str]] = {
         "default: arm64's vmemmap_free() per section, then __remove_pgd_mapping(), as the "
         "decisions above choose)"
     ),
+    "listings": (
+        "listings: Sequence[mmkit.kernel_source.Listing]: pseudo-source of the functions "
+        "the policy's own code steps through, built with mmkit.kernel_source.source; read by "
+        "mmkit.kernel_source.listing, before mmkit's own (default: mmkit's listings)"
+    ),
 }
 
 
