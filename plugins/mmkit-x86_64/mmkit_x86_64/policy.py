@@ -38,6 +38,7 @@ from mmkit_x86_64 import teardown
 
 if TYPE_CHECKING:
     from mmkit.events import Step
+    from mmkit.kernel_source import Listing
     from mmkit.machine import Machine
 
 __all__ = ["POLICY", "X86RemovePolicy"]
@@ -47,6 +48,13 @@ __all__ = ["POLICY", "X86RemovePolicy"]
 class X86RemovePolicy(HotplugPolicy):
     """:class:`~mmkit.policies.HotplugPolicy` plus the ``arch_remove_memory`` hook: the
     engine runs x86's teardown (:mod:`mmkit_x86_64.teardown`) instead of arm64's."""
+
+    @property
+    def listings(self) -> tuple[Listing, ...]:
+        """x86's code for the source pane (:mod:`mmkit_x86_64.source`), an optional hook."""
+        from mmkit_x86_64.source import LISTINGS
+
+        return LISTINGS
 
     def arch_remove_memory(self, m: Machine, start: int, size: int) -> Iterator[Step]:
         """v5.4 x86 ``arch_remove_memory()`` (:func:`mmkit_x86_64.teardown.arch_remove_memory`)."""

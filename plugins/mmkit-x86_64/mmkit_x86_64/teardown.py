@@ -118,13 +118,13 @@ def _free_pagetable(m: Machine, pfn: int, order: int, fn: str, va: int) -> Itera
     yield from m.free_backing(pfn, order, fn, va)
 
 
-def _free_table_page(m: Machine, pfn: int, fn: str, va: int) -> Iterator[Step]:
-    """A table page given back by ``free_pagetable(page, 0)``."""
+def _free_table_page(m: Machine, pfn: int, fn: str, va: int, parent: str) -> Iterator[Step]:
+    """A table page given back by ``free_pagetable(<parent>_page(*<parent>), 0)``."""
     frame = m.physmem.frame(pfn)
     yield Step(
         "free",
         fn,
-        "free_pagetable(pmd_page(*pmd), 0)",
+        f"free_pagetable({parent}_page(*{parent}), 0)",
         m.pgtables.levels[m.pgtables.info[pfn].depth].name,
         va,
         pfn=pfn,
@@ -164,9 +164,12 @@ def _remove_level(
             child = pt.next_table(raw)
             yield from _remove_level(m, depth + 1, child, addr, nxt, direct)
             child_level = pt.levels[depth + 1]
-            # free_pud_table() only with pgtable_l5_enabled(): a PUD table hangs off a P4D
-            # entry, and with 4 levels that entry is the PGD's
-            if child_level.name != "pud" or m.desc.levels == 5:
+            # free_pte_table() in remove_pmd_table(), free_pmd_table() in remove_pud_table(),
+            # free_pud_table() in remove_p4d_table() only when pgtable_l5_enabled(); a P4D
+            # table is never freed (remove_pagetable() has no free_p4d_table())
+            if child_level.name in ("pte", "pmd") or (
+                child_level.name == "pud" and m.desc.levels == 5
+            ):
                 yield from _free_if_empty(m, depth + 1, child, table, idx, addr)
         addr = nxt
 
@@ -184,7 +187,7 @@ def _free_if_empty(
     yield scan
     if pt.content[child][: pt.levels[depth].ptrs].any():
         return
-    yield from _free_table_page(m, child, fn, va)
+    yield from _free_table_page(m, child, fn, va, parent_name)
     yield from _write(m, fn, f"{parent_name}_clear({parent_name})", parent_name, va, parent, idx)
 
 

@@ -112,3 +112,12 @@ def test_a_pte_with_nx_never_looks_like_the_identity_map():
     m.run(create_pgd_mapping(m, wrap_pa, va, 4096, m.pgtables.fmt.kernel_prot("PAGE_KERNEL")))
     m.run(teardown.remove_pagetable(m, va, va + 4096, direct=True))
     assert translate(m, va).pa is None
+
+
+def test_p4d_tables_are_never_freed():
+    """remove_pagetable() has no free_p4d_table(): a P4D table hot-add needed stays."""
+    start = 1 << 48  # the direct map's second PGD entry with 5 levels
+    m, steps, added, left = _add_remove("x86_64-4k-57", start, 1 << 27)
+    assert ("p4d", m.lm_va(start)) in added
+    assert left == {("p4d", m.lm_va(start))}
+    assert not any(s.function == "free_p4d_table" for s in steps)

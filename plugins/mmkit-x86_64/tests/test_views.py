@@ -96,3 +96,31 @@ def test_compare_shows_x86_beside_arm64_policies():
     by = {r.policy: r for r in rows}
     assert by["x86-remove-pagetable"].tlbi == {"vaale1is": 0, "vaae1is": 0, "vmalle1is": 2}
     assert by["v5.7"].tlbi["vaale1is"] > 0 and by["v5.7"].tables_left == 0
+
+
+def test_every_x86_step_line_has_a_listing_line():
+    """The policy's own listings (mmkit.kernel_source picks them first) hold every line of
+    the functions they list, as the x86 teardown steps through them, on x86 and on an arm64
+    layout (the shared mapping code keeps arm64's listings: README)."""
+    from mmkit import kernel_source as ks
+    from mmkit.kernel_source import WIDTH
+
+    policy = "x86-remove-pagetable"
+    missing = []
+    functions: set[str] = set()
+    for config, memory in (("x86_64-4k-57", [(0, 2 * GIB)]), ("arm64-64k-42", None)):
+        kw = {"memory": memory} if memory else {}
+        m = Machine(config, policy=policy, **kw)
+        block = m.desc.memory_block_size
+        start = -(-max(s + n for s, n in m.boot_memory) // block) * block
+        m.hot_add(start, block)
+        m.hot_remove(start, block)
+        listed = {ls.function for ls in m.policy.listings}
+        functions |= {s.function for s in m.history}
+        for s in m.history:
+            if s.function in listed and ks.locate(s, m.kernel, policy, strict=True) is None:
+                missing.append((s.function, s.line))
+    assert not missing, missing
+    assert {"remove_pte_table", "free_pmd_table", "free_pud_table", "vmemmap_free"} <= functions
+    for ls in m.policy.listings:
+        assert all(len(line) <= WIDTH for line in (ls.header, *ls.lines)), ls.function
