@@ -28,7 +28,8 @@ Two sizes mm.rst draws as windows are given here by the formula the kernel uses 
 mm.rst draws a 32 PB window) and the vmemmap one 64-byte ``struct page`` per page of it (1 TB
 with 4 levels, as mm.rst; 64 TB with 5 levels, in a 0.5 PB window). The rest of each window is
 an unused hole. ``VMEMMAP_END``, ``VMEMMAP_SIZE`` and ``PAGE_END`` are mmkit's names for
-those ends (:attr:`~mmkit_x86_64.X86Descriptor.derived_macros`); v5.4 x86 defines none of them.
+those ends, and ``VA_BITS`` (``__VIRTUAL_MASK_SHIFT + 1``) the name mmkit's tables read
+(:attr:`~mmkit_x86_64.X86Descriptor.derived_macros`); v5.4 x86 defines none of them.
 
 >>> m = layout_macros(levels=4)
 >>> hex(m["PAGE_OFFSET"]), hex(m["VMALLOC_END"]), hex(m["FIXADDR_START"])
@@ -121,7 +122,8 @@ def layout_macros(*, levels: int, kasan: bool = False, ghes: bool = False) -> di
     m: dict[str, int] = {
         "PAGE_SHIFT": PAGE_SHIFT,
         "PAGE_SIZE": page_size,
-        "CONFIG_PGTABLE_LEVELS": levels,
+        "PGTABLE_LEVELS": levels,  # CONFIG_PGTABLE_LEVELS
+        "VA_BITS": virtual_mask_shift + 1,  # mmkit's name (DERIVED_MACROS)
         "PGDIR_SHIFT": pgdir_shift,
         "PGDIR_SIZE": 1 << pgdir_shift,
         "PTRS_PER_PGD": 512,
@@ -186,7 +188,7 @@ def layout_macros(*, levels: int, kasan: bool = False, ghes: bool = False) -> di
 
 
 #: macros() keys mmkit computes that v5.4 x86 does not define itself
-DERIVED_MACROS = frozenset({"PAGE_END", "VMEMMAP_SIZE", "VMEMMAP_END"})
+DERIVED_MACROS = frozenset({"PAGE_END", "VMEMMAP_SIZE", "VMEMMAP_END", "VA_BITS"})
 
 
 def layout_regions(m: dict[str, int]) -> tuple[Region, ...]:

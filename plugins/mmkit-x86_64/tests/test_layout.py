@@ -73,11 +73,11 @@ def test_regions_tile_the_address_space(name):
 def test_paging_macros(name, levels, pgdir):
     d = arch.get(name)
     m = d.macros()
-    assert (m["CONFIG_PGTABLE_LEVELS"], m["PGDIR_SHIFT"]) == (levels, pgdir)
+    assert (m["PGTABLE_LEVELS"], m["PGDIR_SHIFT"]) == (levels, pgdir)
     assert m["P4D_SHIFT"] == 39 and m["PUD_SHIFT"] == 30 and m["PMD_SHIFT"] == 21
     assert m["PTRS_PER_P4D"] == (512 if levels == 5 else 1)
     # the shifts plus the index bits cover the implemented VA
-    assert m["PGDIR_SHIFT"] + 9 == m["__VIRTUAL_MASK_SHIFT"] + 1 == d.va_bits
+    assert m["PGDIR_SHIFT"] + 9 == m["__VIRTUAL_MASK_SHIFT"] + 1 == d.va_bits == m["VA_BITS"]
     assert [lv.name for lv in d.geometry.levels_used] == (
         ["pgd", "p4d", "pud", "pmd", "pte"] if levels == 5 else ["pgd", "pud", "pmd", "pte"]
     )
