@@ -105,7 +105,8 @@ def shared_tables(m: Machine, removing: tuple[int, int] | None = None) -> list[S
     pt = m.pgtables
     static = dict(zip(getattr(m, "_static_tables", ()), _STATIC_NAMES, strict=False))
     out = []
-    for shared in m.desc.vmalloc_vmemmap_overlap.shared_tables:
+    report = getattr(m.desc, "vmalloc_vmemmap_overlap", None)  # arm64's; absent elsewhere
+    for shared in report.shared_tables if report is not None else ():
         depth = next(i for i, lv in enumerate(pt.levels) if lv.name == shared.level)
         table: int | None = pt.pgd_pfn
         for d in range(depth):
