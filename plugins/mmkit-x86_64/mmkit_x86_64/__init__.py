@@ -30,7 +30,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from mmkit.arch.base import Level, OverlapReport, Region
+from mmkit.arch.base import Level, Region
 from mmkit.errors import InvalidArgument, UnknownName
 from mmkit_x86_64.layout import (
     DERIVED_MACROS,
@@ -227,13 +227,6 @@ class X86Descriptor:
             if va in r:
                 return r
         raise InvalidArgument(f"{va!r} is not a 64-bit address")
-
-    @cached_property
-    def vmalloc_vmemmap_overlap(self) -> OverlapReport:
-        """V7's test evaluated on this layout (vmemmap lies above vmalloc on x86_64)."""
-        from mmkit.arch.overlap import vmalloc_vmemmap_overlap
-
-        return vmalloc_vmemmap_overlap(self)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ translation
     def kernel_va_start(self) -> int:
