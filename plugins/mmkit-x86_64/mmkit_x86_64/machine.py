@@ -23,7 +23,9 @@ highest level the alignment allows):
 
 ``arch_add_memory()`` (v5.4 ``arch/x86/mm/init_64.c``) is ``init_memory_mapping(start,
 start + size)`` (which calls ``kernel_physical_mapping_init()``) then ``add_pages()`` ->
-``__add_pages()``, ``vmemmap_populate()`` per section. Not modelled: the fixmap,
+``__add_pages()``, ``vmemmap_populate()`` per section; when a section's memmap cannot be
+allocated, that section's memmap is freed again (``section_activate()``) and the error
+returned, the direct map left in place (x86 does not unwind it). Not modelled: the fixmap,
 cpu_entry_area, espfix and EFI page tables (none lies in a range hotplug touches).
 """
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from mmkit.errors import InvalidArgument
+from mmkit.errors import InvalidArgument, NoMemory
 from mmkit.events import Step
 
 if TYPE_CHECKING:
@@ -147,7 +149,17 @@ class X86MachineHooks:
         yield Step("call", "add_pages", f"add_pages(nid, {start >> shift:#x}, ...)")
         for s in range(start, start + size, sec):  # __add_pages -> sparse_add_section
             lo, hi = m.vmemmap_va(s >> shift), m.vmemmap_va((s + sec) >> shift)
-            yield from vmemmap_populate(m, lo, hi)
+            try:
+                yield from vmemmap_populate(m, lo, hi)
+            except NoMemory:
+                # section_activate(): the failed section's memmap goes again (vmemmap_free,
+                # x86's remove_pagetable); earlier sections and the direct map stay, as
+                # v5.4 x86 arch_add_memory() does not unwind init_memory_mapping()
+                from mmkit_x86_64.teardown import remove_pagetable
+
+                yield Step("call", "vmemmap_free", f"vmemmap_free({lo:#x}, {hi:#x}, NULL)", va=lo)
+                yield from remove_pagetable(m, lo, hi, direct=False)
+                raise
         yield Step("call", fn, "return 0", va=m.lm_va(start))
 
 

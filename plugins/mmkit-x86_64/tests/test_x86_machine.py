@@ -81,3 +81,18 @@ def test_bad_ranges_raise_and_change_nothing(bad):
 def test_too_little_boot_memory_is_refused():
     with pytest.raises(InvalidArgument, match="16 MiB"):
         Machine(NAMES[0], memory=[(0, 64 << 20)], policy="x86-remove-pagetable")
+
+
+def test_hot_add_out_of_memory_keeps_the_direct_map_and_frees_the_failed_memmap():
+    """x86's arch_add_memory() does not unwind init_memory_mapping(); section_activate()
+    frees the memmap of the section that failed."""
+    from mmkit.errors import NoMemory
+
+    m = _machine(NAMES[0])
+    start = 4 * GIB
+    m.physmem.fail_after = 0  # the first allocation of hot-add fails: the first memmap block
+    with pytest.raises(NoMemory):
+        m.hot_add(start, GIB)
+    assert translate(m, m.lm_va(start)).pa == start  # 1 GiB leaf in the boot PUD table
+    assert translate(m, m.vmemmap_va(start >> 12)).pa is None
+    assert (start, GIB) not in m.hotplugged
