@@ -362,11 +362,13 @@ def test_a_bad_hook_result_is_a_plugin_error(mmkit_registry, hook, words):  # no
 def test_optional_hooks_are_documented_and_checked():
     from mmkit.errors import InvalidArgument
     from mmkit.policies import OPTIONAL_HOOKS
-    from mmkit.policies.base import check_hooks, hook
+    from mmkit.policies.base import DATA_HOOKS, check_hooks, hook
 
-    assert set(OPTIONAL_HOOKS) >= {"keep_table", "defer_table_free"}
+    assert set(OPTIONAL_HOOKS) >= {"keep_table", "defer_table_free", "arch_remove_memory"}
+    assert set(OPTIONAL_HOOKS) >= DATA_HOOKS
     for name, meaning in OPTIONAL_HOOKS.items():
-        assert meaning.startswith(f"{name}(") and "default" in meaning
+        opener = f"{name}:" if name in DATA_HOOKS else f"{name}("
+        assert meaning.startswith(opener) and "default" in meaning
     with pytest.raises(InvalidArgument, match="unknown optional hook"):
         hook(object(), "keep_tables")
 
@@ -381,3 +383,12 @@ def test_optional_hooks_are_documented_and_checked():
         ]
         or "keep_table is str, not callable" in check_hooks(NotCallable())[0]
     )
+
+    class BadListings:
+        listings = 42
+
+    class GoodListings:
+        listings = ()
+
+    assert "listings is int; expected a tuple" in check_hooks(BadListings())[0]
+    assert check_hooks(GoodListings()) == []

@@ -109,7 +109,7 @@ def _free_level(
                 continue
         raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
-            if raw & 0b11 != 0b11:
+            if not m.pgtables.is_table(raw, False):
                 m.warn(
                     fn,
                     f"WARN_ON(!{level.name}_present || !{level.name}_table || {level.name}_sect)",

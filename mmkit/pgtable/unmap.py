@@ -206,7 +206,7 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        if not m.fine and int(arr[idx]) & 0b11 != 0b11:  # none or block: a run?
+        if not m.fine and not pt.is_table(int(arr[idx]), False):  # none or block: a run?
             run = yield from coarse_run(m, level, table, addr, end, free_mapped, fn, "unmap")
             if run:
                 addr = min((addr & ~(size - 1)) + run * size, end)

@@ -145,3 +145,23 @@ class PolicyPlugin(Protocol):
     def description(self) -> str: ...
     @property
     def kernel_versions(self) -> tuple[str, ...]: ...
+
+
+#: Parts an architecture descriptor *may* offer, ``name -> meaning (default when absent)``.
+#: The engine reads each through one accessor, named in the text.
+OPTIONAL_ARCH_PARTS: Final[dict[str, str]] = {
+    "pte_format": (
+        "an object following mmkit.arch.pte_api.PteFormat: how the engine encodes, decodes "
+        "and classifies this architecture's table entries and names its kernel protections; "
+        "read through mmkit.arch.pte_api.pte_format_of (default: arm64's format for the "
+        "descriptor's page size and pa_bits)"
+    ),
+    "machine_hooks": (
+        "an object with boot(machine, vmalloc_areas) building what the kernel has after "
+        "boot (page tables, physmem, the linear and vmemmap bases) and optionally "
+        "arch_add_memory(machine, start, size) -> Iterator[Step], "
+        "ptdump_walk(machine, *, start, end) -> Iterator[PtdumpRecord] and ptdump(machine) "
+        "-> str; read through mmkit.boot.machine_hooks_of and, for the dump, "
+        "mmkit.mm.ptdump (default: arm64's boot, arch_add_memory and ptdump)"
+    ),
+}

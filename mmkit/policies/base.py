@@ -65,13 +65,13 @@ mmkit.errors.InvalidArgument: policy 'x': block_tlbi is 'both'; expected one of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from mmkit.errors import InvalidArgument, MmkitError, PluginError
 
 __all__ = [
+    "DATA_HOOKS",
     "DECISIONS",
     "OPTIONAL_HOOKS",
     "HotplugPolicy",
@@ -115,7 +115,24 @@ OPTIONAL_HOOKS: Final[dict[str, str]] = {
         "invalidated; True leaves the page allocated, for the policy to free later (RCU-style) "
         "(default: the page is freed at once)"
     ),
+    "arch_remove_memory": (
+        "arch_remove_memory(machine, start: int, size: int) -> Iterator[Step]: the whole "
+        "page-table side of hot-remove for [start, start + size), run by "
+        "mmkit.pgtable.arch_hotplug.arch_remove_memory, which still does the bookkeeping "
+        "(another architecture's teardown, e.g. x86's single-pass remove_pagetable(); "
+        "default: arm64's vmemmap_free() per section, then __remove_pgd_mapping(), as the "
+        "decisions above choose)"
+    ),
+    "listings": (
+        "listings: Sequence[mmkit.kernel_source.Listing]: pseudo-source of the functions "
+        "the policy's own code steps through, built with mmkit.kernel_source.source; read by "
+        "mmkit.kernel_source.listing, before mmkit's own (default: mmkit's listings)"
+    ),
 }
+
+
+#: The optional hooks that are data, not functions: each a tuple (or list) when present.
+DATA_HOOKS: Final[frozenset[str]] = frozenset({"listings"})
 
 
 @runtime_checkable
@@ -165,9 +182,10 @@ def frees_vmemmap_tables(policy: PolicyLike, overlap: bool) -> bool:
     return True
 
 
-def hook(policy: object, name: str) -> Callable[..., Any] | None:
+def hook(policy: object, name: str) -> Any:
     """``policy``'s optional hook ``name`` (one of :data:`OPTIONAL_HOOKS`), or None when it
-    has none. Reading the attribute is guarded like a call (:func:`call_hook`)."""
+    has none: a function, or a tuple for the :data:`DATA_HOOKS`. Reading the attribute is
+    guarded like a call (:func:`call_hook`)."""
     if name not in OPTIONAL_HOOKS:
         raise InvalidArgument(f"hook(): unknown optional hook {name!r}", choices=OPTIONAL_HOOKS)
     try:
@@ -178,6 +196,12 @@ def hook(policy: object, name: str) -> Callable[..., Any] | None:
         raise _hook_error(policy, f"reading {name}", exc) from exc
     if found is None:
         return None
+    if name in DATA_HOOKS:
+        if not isinstance(found, (tuple, list)):
+            raise PluginError(
+                f"policy {_label(policy)}: {name} is {type(found).__name__}; expected a tuple"
+            )
+        return tuple(found)
     if not callable(found):
         raise PluginError(
             f"policy {_label(policy)}: {name} is {type(found).__name__}, not callable; "
@@ -220,6 +244,13 @@ def check_hooks(obj: object) -> list[str]:
     problems = []
     for name, meaning in OPTIONAL_HOOKS.items():
         value = getattr(obj, name, None)
+        if name in DATA_HOOKS:
+            if value is not None and not isinstance(value, (tuple, list)):
+                problems.append(
+                    f"{name} is {type(value).__name__}; expected a tuple of "
+                    f"{meaning.split(':')[1].strip()} or no {name} at all"
+                )
+            continue
         if value is not None and not callable(value):
             problems.append(
                 f"{name} is {type(value).__name__}, not callable; expected "

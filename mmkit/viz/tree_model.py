@@ -200,7 +200,8 @@ def why_left(m: Machine, node: TreeNode) -> str:
     if node.region == "vmemmap":
         if p.vmemmap_tables == "never":
             return f"{p.name}: vmemmap_free() never frees table pages"
-        if p.vmemmap_tables == "no-overlap" and m.desc.vmalloc_vmemmap_overlap.overlap:
+        report = getattr(m.desc, "vmalloc_vmemmap_overlap", None)
+        if p.vmemmap_tables == "no-overlap" and report is not None and report.overlap:
             return (
                 f"{p.name}: vmalloc and vmemmap share a PGD entry here, so vmemmap_free() "
                 "skips free_empty_tables()"
