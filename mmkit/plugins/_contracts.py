@@ -52,7 +52,6 @@ MACHINE_ATTRIBUTES: Final = (
     "page_size",
     "region_of",
     "va_bits",
-    "vmalloc_vmemmap_overlap",
     "vmemmap_end",
     "vmemmap_population",
 )
@@ -163,5 +162,10 @@ OPTIONAL_ARCH_PARTS: Final[dict[str, str]] = {
         "ptdump_walk(machine, *, start, end) -> Iterator[PtdumpRecord] and ptdump(machine) "
         "-> str; read through mmkit.boot.machine_hooks_of and, for the dump, "
         "mmkit.mm.ptdump (default: arm64's boot, arch_add_memory and ptdump)"
+    ),
+    "vmalloc_vmemmap_overlap": (
+        "an mmkit.arch.base.OverlapReport: V7's vmalloc/vmemmap overlap test, which is "
+        "arm64 code; read with getattr by vmemmap_free() and the views (default: no report, "
+        "so a layout never overlaps and V7 frees its vmemmap tables there)"
     ),
 }
