@@ -9,12 +9,33 @@ from mmkit_x86_64 import OPTIONS, PLUGIN
 from mmkit_x86_64.policy import POLICY
 
 from mmkit import arch, plugins, policies
-from mmkit.testing import ArchConformance, PolicyConformance
+from mmkit.testing import ArchMachineConformance, PolicyConformance
+
+_PRESENT, _PSE = 1 << 0, 1 << 7
+_PFN_MASK = ((1 << 52) - 1) & ~0xFFF  # PTE_PFN_MASK with 52-bit physical addresses
 
 
-class TestX86Conformance(ArchConformance):
+class TestX86Conformance(ArchMachineConformance):
     plugin = PLUGIN
     options: ClassVar = OPTIONS
+
+    def reference_walk(self, m, va):
+        """A slow walk written from the x86 entry rules (Intel SDM vol. 3, 4.5): bit 0
+        present; bit 7 (PSE) a 1 GiB or 2 MiB page above the last level; the PFN field
+        masked to the entry's size (a large page's bit 12 is PAT, not address)."""
+        pt = m.pgtables
+        levels = m.pgtables.levels  # the levels with tables of their own
+        table = pt.pgd_pfn
+        for depth, level in enumerate(levels):
+            raw = int(pt.content[table][(va >> level.shift) & (level.ptrs - 1)])
+            if not raw & _PRESENT:
+                return None
+            size = 1 << level.shift
+            pa = raw & _PFN_MASK
+            if depth == len(levels) - 1 or raw & _PSE:
+                return (pa & ~(size - 1)) + (va & (size - 1))
+            table = pa >> m.desc.page_shift
+        return None
 
 
 class TestX86PolicyConformance(PolicyConformance):
