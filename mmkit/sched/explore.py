@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmkit.errors import InvalidArgument
+from mmkit.sched._reduction import StateKeys, independence, state_key
 from mmkit.sched.scheduler import Scheduler, Thread
 
 __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "replay"]
@@ -65,6 +66,8 @@ class ExploreResult:
     events: list[str] = field(default_factory=list)  #: the shortest failure's kernel log
     seconds: float = 0.0
     complete: bool = True  #: False when max_schedules cut the search short
+    sleep_cuts: int = 0  #: paths cut because every thread that could run was asleep
+    branches: int = 0  #: alternatives pushed (each costs one replay of its prefix)
 
     @property
     def found(self) -> bool:
@@ -88,29 +91,8 @@ def _failed(s: Scheduler) -> bool:
     return any(e.kind in FAILING_KINDS for e in s.machine.events)
 
 
-def _state_key(s: Scheduler) -> int:
-    """What decides a prefix's futures: the machine (memory, tables, allocator, hotplug
-    state), the CPUs' TLBs, who holds which lock, the kernel log so far, and what each
-    thread has observed (every value its steps read or wrote, and what they found), since a
-    thread's next steps depend only on those."""
-    seen = tuple(
-        (
-            name,
-            tuple(
-                (st.action, st.old, st.new, st.pfn, st.count, st.line, st.result) for st in t.steps
-            ),
-        )
-        for name, t in sorted(s.threads.items())
-    )
-    m = s.machine
-    tlbs = tuple(
-        (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
-        for t in getattr(m, "tlbs", ())
-    )
-    # the cache keeps a 64-bit hash, not the state (table pages are kilobytes each): small
-    # and cheap to look up; a collision (odds about states**2 / 2**65) could only make the
-    # search skip one state
-    return hash((m.digest(), tlbs, s.locks.snapshot(), len(m.events), seen))
+#: the key of the state a scheduler is in (see :mod:`mmkit.sched._reduction`)
+_state_key = state_key
 
 
 def haystack(counts: Sequence[int]) -> int:
@@ -119,6 +101,34 @@ def haystack(counts: Sequence[int]) -> int:
     for n in counts:
         total //= math.factorial(n)
     return total
+
+
+@dataclass(frozen=True)
+class _Branch:
+    """A schedule prefix still to explore: the thread that ran last, the preemptions spent
+    and the sleep set (threads whose next step need not run first: see :func:`explore`)."""
+
+    prefix: tuple[str, ...]
+    last: str | None
+    spent: int
+    sleep: int  #: a bit per thread, in the scenario's thread order
+
+
+def _remember(seen: dict[int, int | list[int]], key: int, spent: int, sleep: int) -> bool:
+    """Record that ``key`` is explored with ``spent`` preemptions and ``sleep`` asleep;
+    False if an earlier exploration covers it (no more spent, no fewer asleep)."""
+    entry = seen.get(key)
+    mine = spent | sleep << 16
+    if entry is None:
+        seen[key] = mine
+        return True
+    entries = entry if isinstance(entry, list) else [entry]
+    if any(e & 0xFFFF <= spent and not (e >> 16) & ~sleep for e in entries):
+        return False
+    # keep the ones this exploration does not cover
+    kept = [e for e in entries if not (spent <= e & 0xFFFF and not sleep & ~(e >> 16))]
+    seen[key] = [*kept, mine] if kept else mine
+    return True
 
 
 def explore(
@@ -148,23 +158,32 @@ def explore(
     base.run()
     counts = {n: len(t.steps) for n, t in base.threads.items()}
     result = ExploreResult(bound, haystack(list(counts.values())), counts)
-    seen: dict[tuple[object, ...], int] = {}
+    independent = independence(local)
+
+    bit = {name: 1 << i for i, name in enumerate(base.threads)}
+    # state and last thread -> how it was explored: preemptions spent | sleep set << 16 (a
+    # list when explored more than once with incomparable ones): ints keep the cache small
+    seen: dict[int, int | list[int]] = {}
     finals: set[int] = set()
+    paths = 0
     # Depth first without re-running every node: follow one path to its end, pushing the
     # alternatives met on the way; a pushed alternative is replayed from a fresh copy once.
-    work: list[tuple[list[str], str | None, int]] = [([], None, 0)]
+    work: list[_Branch] = [_Branch((), None, 0, 0)]
     while work:
         if result.schedules >= max_schedules:
             result.complete = False
             break
-        prefix, last, preemptions = work.pop()
+        branch = work.pop()
         s = Scheduler(factory)
-        s.follow(prefix)
+        s.follow(branch.prefix)
+        keys = StateKeys()
+        after_read = False
+        last, spent, sleep = branch.last, branch.spent, branch.sleep
         while True:
             failed = failing(s)
             if failed or s.finished() or s.deadlock:
                 result.schedules += 1
-                finals.add(_state_key(s))
+                finals.add(keys.key(s, after_read=after_read))
                 result.classes = len(finals)
                 if failed:
                     result.failing += 1
@@ -172,29 +191,48 @@ def explore(
                         result.shortest = s.schedule_string()
                         result.events = [e.report() for e in s.machine.events]
                 break
-            # the same state reached with the same last thread and no more preemptions
-            # spent has the same futures within the bound: explore it once
-            key = (_state_key(s), last)
-            if seen.get(key, bound + 1) <= preemptions:
+            # the same state reached with the same last thread, no more preemptions spent
+            # and no fewer threads asleep has the same futures within the bound: explore it
+            # once
+            key = hash((keys.key(s, after_read=after_read), last))
+            if not _remember(seen, key, spent, sleep):
                 result.cache_hits += 1
                 break
-            seen[key] = preemptions
             result.states += 1
             ready = s.runnable()
-            if local is not None and last in ready and local(s.threads[last].pending):
-                ready = [last]  # no switch before a local step: it commutes
+            awake = [n for n in ready if not sleep & bit[n]]
+            if not awake:  # all that could run sleep: an equivalent order was explored
+                result.sleep_cuts += 1
+                break
+            if local is not None and last in awake and local(s.threads[last].pending):
+                awake = [last]  # no switch before a local step: it commutes
             options = []
-            for name in sorted(ready, key=lambda n: (n != last, n)):  # no switch first
+            for name in sorted(awake, key=lambda n: (n != last, n)):  # no switch first
                 cost = 1 if (last is not None and name != last and last in ready) else 0
-                if preemptions + cost <= bound:
-                    options.append((name, preemptions + cost))
-            for name, spent in reversed(options[1:]):
-                work.append(([*s.schedule, name], name, spent))
-            last, preemptions = options[0]
-            s.step(last)
-        # each path ends as a schedule or a cache hit; a path costs a fresh scenario (a
-        # machine copy), so a call every PROGRESS_EVERY paths is noise next to the work
-        if progress and (result.schedules + result.cache_hits) % PROGRESS_EVERY == 0:
+                if spent + cost <= bound:
+                    options.append((name, spent + cost))
+            pending = {n: step for n in ready if (step := s.threads[n].pending) is not None}
+            # Sleep sets (Godefroid) under the bound: once the branch that goes on with
+            # ``last`` is explored, a sibling need not run last's step first while it
+            # commutes with what ran since; moving it to the front of such a schedule never
+            # costs a preemption more. Only the no-switch branch may put its thread to
+            # sleep: moving another thread's step first can cost more (Coons et al.,
+            # "Bounded partial-order reduction", OOPSLA 2013)
+            first = options[0][0]
+            asleep = [u for u in ready if sleep & bit[u] or u == last == first]
+            for name, cost in reversed(options[1:]):
+                nap = sum(bit[u] for u in asleep if independent(pending[u], pending[name]))
+                work.append(_Branch((*s.schedule, name), name, cost, nap))
+                result.branches += 1
+            last, spent = options[0]
+            sleep = sum(
+                bit[u] for u in asleep if u != last and independent(pending[u], pending[last])
+            )
+            after_read = s.step(last).action == "read"
+        # each path ends as a schedule or a cut; a path costs a fresh scenario (a machine
+        # copy), so a call every PROGRESS_EVERY paths is noise next to the work
+        paths += 1
+        if progress and paths % PROGRESS_EVERY == 0:
             result.seconds = time.perf_counter() - t0
             progress(result)
     result.seconds = time.perf_counter() - t0
