@@ -76,12 +76,18 @@ def _read_commutes_with(other: Step) -> bool:
     return writes is not None and not (writes & _READ_DOMAINS)
 
 
-def independence(local: Callable[[Step], bool] | None) -> Callable[[Step, Step], bool]:
+def independence(
+    local: Callable[[Step], bool] | None,
+    also: Callable[[Step, Step], bool] | None = None,
+) -> Callable[[Step, Step], bool]:
     """The relation described in the module docstring, for two threads' next steps;
-    ``local`` names the steps the scenario vouches for."""
+    ``local`` names the steps the scenario vouches for, ``also`` more pairs it vouches
+    commute."""
 
     def independent(a: Step, b: Step) -> bool:
         if local is not None and (local(a) or local(b)):
+            return True
+        if also is not None and also(a, b):
             return True
         if a.action == "read":
             return _read_commutes_with(b)

@@ -139,6 +139,7 @@ def explore(
     max_schedules: int = 100_000,
     progress: Callable[[ExploreResult], None] | None = None,
     local: Callable[[Any], bool] | None = None,
+    independent: Callable[[Any, Any], bool] | None = None,
 ) -> ExploreResult:
     """Explore the schedules of ``factory``'s threads with at most ``bound`` preemptions.
 
@@ -146,6 +147,9 @@ def explore(
     or writes: such a step commutes with every step of the others, so a switch just before
     it leads to the same states as a switch just after it, and the explorer only switches
     before *visible* steps (CHESS's rule; the scenario vouches for ``local``).
+    ``independent(a, b)`` names more pairs of two threads' next steps that commute (the
+    scenario vouches for them too); with the explorer's own relation
+    (:mod:`mmkit.sched._reduction`) they drive the sleep sets.
 
     ``progress(result)`` sees the running counts (``seconds`` so far) after every
     :data:`PROGRESS_EVERY` explored paths and once more, final, when the search ends.
@@ -158,7 +162,7 @@ def explore(
     base.run()
     counts = {n: len(t.steps) for n, t in base.threads.items()}
     result = ExploreResult(bound, haystack(list(counts.values())), counts)
-    independent = independence(local)
+    commute = independence(local, independent)
 
     bit = {name: 1 << i for i, name in enumerate(base.threads)}
     # state and last thread -> how it was explored: preemptions spent | sleep set << 16 (a
@@ -221,13 +225,11 @@ def explore(
             first = options[0][0]
             asleep = [u for u in ready if sleep & bit[u] or u == last == first]
             for name, cost in reversed(options[1:]):
-                nap = sum(bit[u] for u in asleep if independent(pending[u], pending[name]))
+                nap = sum(bit[u] for u in asleep if commute(pending[u], pending[name]))
                 work.append(_Branch((*s.schedule, name), name, cost, nap))
                 result.branches += 1
             last, spent = options[0]
-            sleep = sum(
-                bit[u] for u in asleep if u != last and independent(pending[u], pending[last])
-            )
+            sleep = sum(bit[u] for u in asleep if u != last and commute(pending[u], pending[last]))
             after_read = s.step(last).action == "read"
         # each path ends as a schedule or a cut; a path costs a fresh scenario (a machine
         # copy), so a call every PROGRESS_EVERY paths is noise next to the work
