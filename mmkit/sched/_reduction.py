@@ -39,7 +39,7 @@ earlier only blocks threads sooner; releasing it earlier can wake one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmkit.events import Step
 
@@ -106,17 +106,22 @@ class StateKeys:
     ``read``, so the machine's part of the key stands."""
 
     def __init__(self) -> None:
-        self._observed: dict[str, tuple[int, int]] = {}  #: thread -> (steps hashed, hash)
+        #: per thread, in name order: [steps hashed, hash of them]
+        self._observed: list[tuple[list[int], list[Any]]] | None = None
         self._machine: int | None = None
 
-    def _threads(self, s: Scheduler) -> tuple[tuple[str, int, int], ...]:
+    def _threads(self, s: Scheduler) -> tuple[int, ...]:
+        if self._observed is None:
+            self._observed = [([0, 0], t.steps) for _n, t in sorted(s.threads.items())]
         out = []
-        for name, t in sorted(s.threads.items()):
-            done, h = self._observed.get(name, (0, 0))
-            for step in t.steps[done:]:
-                h = hash((h, _observation(step)))
-            self._observed[name] = (len(t.steps), h)
-            out.append((name, len(t.steps), h))
+        for seen, steps in self._observed:
+            done, h = seen
+            if done < len(steps):
+                for step in steps[done:]:
+                    h = hash((h, _observation(step)))
+                seen[0], seen[1] = len(steps), h
+            out.append(len(steps))
+            out.append(h)
         return tuple(out)
 
     def key(self, s: Scheduler, *, after_read: bool = False) -> int:

@@ -7,11 +7,27 @@ thread that could have gone on), depth first, in a fixed thread order, and cache
 state is the machine's digest, the TLBs, the locks held and the kernel log, plus what each
 thread has observed so far (the values its steps read and wrote), and two prefixes that reach
 the same state with no more preemptions spent have the same futures, so the second is not
-explored again. Two cheap partial-order reductions keep the search small: the state cache
-merges prefixes that differ only in the order of commuting steps, and the explorer never
-switches threads just before a step the scenario calls *local* (one that touches nothing
-another thread reads or writes), since switching just after it reaches the same states.
-Schedules whose end states are equal form one *equivalence class*; the result counts both.
+explored again. Three partial-order reductions keep the search small:
+
+* the state cache merges prefixes that differ only in the order of commuting steps;
+* the explorer never switches threads just before a step the scenario calls *local* (one
+  that touches nothing another thread reads or writes), since switching just after it
+  reaches the same states;
+* sleep sets (Godefroid) skip a branch that would only take, first, a step that an
+  explored sibling took first and that commutes with what ran since. Under a preemption
+  bound only the no-switch sibling may put its thread to sleep: moving its step to the
+  front of a schedule never costs a preemption more, moving another thread's step can,
+  which is how a naive combination misses schedules within the bound (Coons, Musuvathi
+  and McKinley, "Bounded partial-order reduction", OOPSLA 2013). A cached state counts as
+  explored only by an exploration with no more preemptions spent and no more threads
+  asleep. Which steps commute: :mod:`mmkit.sched._reduction`, plus what the scenario
+  vouches for.
+
+Every state reachable within the bound is still reached (so is the shortest failing
+prefix: brute force agrees, ``tests/test_explore_property.py``); each alternative the
+search pushes costs one replay of its prefix on a fresh copy of the scenario (generators
+cannot be copied), which is what the reductions save. Schedules whose end states are equal
+form one *equivalence class*; the result counts both.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
 failing kind (use-after-free, stale TLB, WARN, BUG, lost mapping, deadlock) is recorded. The
@@ -67,7 +83,7 @@ class ExploreResult:
     seconds: float = 0.0
     complete: bool = True  #: False when max_schedules cut the search short
     sleep_cuts: int = 0  #: paths cut because every thread that could run was asleep
-    branches: int = 0  #: alternatives pushed (each costs one replay of its prefix)
+    branches: int = 0  #: alternatives pushed: each costs one replay of its prefix
 
     @property
     def found(self) -> bool:
@@ -114,19 +130,22 @@ class _Branch:
     sleep: int  #: a bit per thread, in the scenario's thread order
 
 
+_SPENT = (1 << 32) - 1  #: the preemptions-spent bits of a packed cache entry
+
+
 def _remember(seen: dict[int, int | list[int]], key: int, spent: int, sleep: int) -> bool:
     """Record that ``key`` is explored with ``spent`` preemptions and ``sleep`` asleep;
     False if an earlier exploration covers it (no more spent, no fewer asleep)."""
     entry = seen.get(key)
-    mine = spent | sleep << 16
+    mine = spent | sleep << 32
     if entry is None:
         seen[key] = mine
         return True
     entries = entry if isinstance(entry, list) else [entry]
-    if any(e & 0xFFFF <= spent and not (e >> 16) & ~sleep for e in entries):
+    if any(e & _SPENT <= spent and not (e >> 32) & ~sleep for e in entries):
         return False
     # keep the ones this exploration does not cover
-    kept = [e for e in entries if not (spent <= e & 0xFFFF and not sleep & ~(e >> 16))]
+    kept = [e for e in entries if not (spent <= e & _SPENT and not sleep & ~(e >> 32))]
     seen[key] = [*kept, mine] if kept else mine
     return True
 
@@ -165,7 +184,7 @@ def explore(
     commute = independence(local, independent)
 
     bit = {name: 1 << i for i, name in enumerate(base.threads)}
-    # state and last thread -> how it was explored: preemptions spent | sleep set << 16 (a
+    # state and last thread -> how it was explored: preemptions spent | sleep set << 32 (a
     # list when explored more than once with incomparable ones): ints keep the cache small
     seen: dict[int, int | list[int]] = {}
     finals: set[int] = set()
