@@ -59,7 +59,7 @@ __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "repla
 #: kernel event kinds that make a schedule fail
 FAILING_KINDS = frozenset({"use-after-free", "stale-tlb", "warn", "bug", "lost-mapping"})
 
-#: explored paths (complete schedules plus prefixes cut by the state cache) between two
+#: explored paths (complete schedules plus prefixes cut as explored before) between two
 #: calls of ``explore``'s ``progress`` callback
 PROGRESS_EVERY = 10
 
@@ -76,13 +76,15 @@ class ExploreResult:
     schedules: int = 0  #: complete schedules explored
     classes: int = 0  #: equivalence classes among them: distinct final states and observations
     states: int = 0  #: distinct states visited
-    cache_hits: int = 0  #: prefixes cut because their state was seen before
+    #: prefixes cut because their state was explored before, or (sleep sets) an
+    #: equivalent order of their steps was
+    cache_hits: int = 0
     failing: int = 0  #: complete schedules that failed
     shortest: str | None = None  #: the shortest failing schedule, as "H H P ..."
     events: list[str] = field(default_factory=list)  #: the shortest failure's kernel log
     seconds: float = 0.0
     complete: bool = True  #: False when max_schedules cut the search short
-    sleep_cuts: int = 0  #: paths cut because every thread that could run was asleep
+    sleep_cuts: int = 0  #: those of them cut because every thread that could run slept
     branches: int = 0  #: alternatives pushed: each costs one replay of its prefix
 
     @property
@@ -98,7 +100,7 @@ class ExploreResult:
         return (
             f"{verdict}; bound {self.bound}: {self.schedules} schedules in {self.classes} "
             f"equivalence classes, {self.states} "
-            f"states ({self.cache_hits} cut by the state cache) of a haystack of "
+            f"states ({self.cache_hits} paths cut as explored before) of a haystack of "
             f"{self.haystack} interleavings, {self.seconds:.2f} s"
         )
 
@@ -226,6 +228,7 @@ def explore(
             awake = [n for n in ready if not sleep & bit[n]]
             if not awake:  # all that could run sleep: an equivalent order was explored
                 result.sleep_cuts += 1
+                result.cache_hits += 1
                 break
             if local is not None and last in awake and local(s.threads[last].pending):
                 awake = [last]  # no switch before a local step: it commutes
