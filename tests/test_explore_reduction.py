@@ -90,3 +90,49 @@ def test_the_pairs_ptdump_race_vouches_for_lose_no_outcome(config, fine, bounds)
     truth = explore(race.make, bound=1, local=race.is_local)
     assert found.found and truth.found
     assert len(found.shortest.split()) == len(truth.shortest.split())
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.x = 1
+        self.events: list[object] = []
+        self.current_thread = ""
+
+    def digest(self) -> tuple[object, ...]:
+        return (self.x,)
+
+
+def look_then_tell(m: Memory):
+    """Its second step is worked out, from memory, when its first is performed."""
+    from mmkit.events import Step
+
+    yield Step("read", "look", "look")
+    yield Step("read", "tell", f"x was {m.x}")
+
+
+def write_then_work(m: Memory):
+    from mmkit.events import Step
+
+    step = Step("write", "write", "x = 5")
+    yield step
+    step.old, m.x, step.new = m.x, 5, 5
+    yield Step("call", "work", "local work")
+
+
+def test_the_state_key_tells_apart_threads_about_to_do_different_things():
+    """A then B B, and B A B: the same memory, the same values observed, the same thread
+    last; but A's next step was worked out before B's write in one, after it in the
+    other. Equal keys would let the state cache cut one and lose where it leads."""
+    from mmkit.sched import Thread
+    from mmkit.sched.explore import _state_key
+
+    def make():
+        m = Memory()
+        return m, [Thread("A", "a", 0, look_then_tell(m)), Thread("B", "b", 1, write_then_work(m))]
+
+    first, second = Scheduler(make), Scheduler(make)
+    first.follow(["A", "B", "B"])
+    second.follow(["B", "A", "B"])
+    assert first.machine.digest() == second.machine.digest()
+    assert first.threads["A"].pending.line != second.threads["A"].pending.line
+    assert _state_key(first) != _state_key(second)

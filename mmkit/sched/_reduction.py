@@ -100,6 +100,23 @@ def _observation(step: Step) -> tuple[object, ...]:
     return (step.action, step.old, step.new, step.pfn, step.count, step.line, step.result)
 
 
+def _intent(step: Step) -> tuple[object, ...]:
+    """What a step not yet performed says it will do."""
+    return (
+        step.action,
+        step.line,
+        step.table,
+        step.index,
+        step.count,
+        step.va,
+        step.pfn,
+        step.size,
+        step.new,
+        step.note,
+        step.result,
+    )
+
+
 class StateKeys:
     """State keys along one path (see the module docstring): call :meth:`key` at each
     state; ``after_read=True`` says that the only step taken since the last call was a
@@ -110,18 +127,23 @@ class StateKeys:
         self._observed: list[tuple[list[int], list[Any]]] | None = None
         self._machine: int | None = None
 
-    def _threads(self, s: Scheduler) -> tuple[int, ...]:
+    def _threads(self, s: Scheduler) -> tuple[object, ...]:
         if self._observed is None:
-            self._observed = [([0, 0], t.steps) for _n, t in sorted(s.threads.items())]
-        out = []
-        for seen, steps in self._observed:
+            self._observed = [([0, 0], t) for _n, t in sorted(s.threads.items())]
+        out: list[object] = []
+        for seen, t in self._observed:
             done, h = seen
+            steps = t.steps
             if done < len(steps):
                 for step in steps[done:]:
                     h = hash((h, _observation(step)))
                 seen[0], seen[1] = len(steps), h
             out.append(len(steps))
             out.append(h)
+            # the next step was worked out when the last one was performed, from the
+            # memory as it was then: a thread that reached the same observations at
+            # another moment may be about to do something else
+            out.append(None if t.pending is None else _intent(t.pending))
         return tuple(out)
 
     def key(self, s: Scheduler, *, after_read: bool = False) -> int:

@@ -152,6 +152,19 @@ def _remember(seen: dict[int, int | list[int]], key: int, spent: int, sleep: int
     return True
 
 
+def _went_on(entry: int | list[int], me: int, spent: int, sleep: int, sleep_on: list[int]) -> bool:
+    """Whether a state explored with the thread of bit ``me`` last (``entry`` as
+    :func:`_remember` keeps it) went on with that thread's step as its no-switch branch,
+    with no more preemptions spent than ``spent`` and, after that step, no thread asleep
+    that ``sleep`` lacks (``sleep_on``: the bits of the threads that would sleep on)."""
+    on = sum(sleep_on)
+    for e in entry if isinstance(entry, list) else [entry]:
+        mask = e >> 32
+        if e & _SPENT <= spent and not mask & me and not mask & on & ~sleep:
+            return True
+    return False
+
+
 def explore(
     factory: Factory,
     *,
@@ -219,8 +232,8 @@ def explore(
             # the same state reached with the same last thread, no more preemptions spent
             # and no fewer threads asleep has the same futures within the bound: explore it
             # once
-            key = hash((keys.key(s, after_read=after_read), last))
-            if not _remember(seen, key, spent, sleep):
+            here = keys.key(s, after_read=after_read)
+            if not _remember(seen, hash((here, last)), spent, sleep):
                 result.cache_hits += 1
                 break
             result.states += 1
@@ -248,6 +261,19 @@ def explore(
             asleep = [u for u in ready if sleep & bit[u] or u == last == first]
             for name, cost in reversed(options[1:]):
                 nap = sum(bit[u] for u in asleep if commute(pending[u], pending[name]))
+                # this state, reached before with ``name`` running last, went on with it
+                # as no switch: if that spent no more and slept no more, the branch's
+                # first state is explored already, and needs no replay to find it so
+                went_on = seen.get(hash((here, name)))
+                if went_on is not None and _went_on(
+                    went_on,
+                    bit[name],
+                    cost,
+                    nap,
+                    [bit[u] for u in ready if commute(pending[u], pending[name])],
+                ):
+                    result.cache_hits += 1
+                    continue
                 work.append(_Branch((*s.schedule, name), name, cost, nap))
                 result.branches += 1
             last, spent = options[0]
