@@ -2,9 +2,11 @@
 
 **State keys.** Two schedule prefixes that reach the same *state* have the same futures, so
 the explorer explores the state once. The state is the machine (memory, tables, allocator,
-hotplug records), the CPUs' TLBs, who holds which lock, the length of the kernel log and
-what each thread has observed so far (every value its steps read or wrote and what they
-found), since a thread's next steps depend only on those. The key is a 64-bit hash of all
+hotplug records), the CPUs' TLBs, who holds which lock, the length of the kernel log, what
+each thread has observed so far (every value its steps read or wrote and what they found)
+and what its next step says it will do: that step was worked out when the one before it
+was performed, from memory as it was then, so two threads with the same observations can
+be about to do different things. The key is a 64-bit hash of all
 that; :class:`StateKeys` keeps it cheap along one path: each thread's observations are
 hashed step by step as they come (not all over again at every state), and the machine's
 part is kept across a ``read`` step, which changes nothing but the kernel log

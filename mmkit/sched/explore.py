@@ -5,9 +5,11 @@ n = 10). Most concurrency bugs need one or two preemptions (CHESS, Musuvathi and
 the explorer enumerates schedules with at most ``bound`` preemptions (a switch away from a
 thread that could have gone on), depth first, in a fixed thread order, and caches states: a
 state is the machine's digest, the TLBs, the locks held and the kernel log, plus what each
-thread has observed so far (the values its steps read and wrote), and two prefixes that reach
+thread has observed so far (the values its steps read and wrote) and is about to do next
+(:mod:`mmkit.sched._reduction`), and two prefixes that reach
 the same state with no more preemptions spent have the same futures, so the second is not
-explored again. Three partial-order reductions keep the search small:
+explored again (nor replayed, when the state the branch leaves was explored before with the
+branch's thread going on from it). Three partial-order reductions keep the search small:
 
 * the state cache merges prefixes that differ only in the order of commuting steps;
 * the explorer never switches threads just before a step the scenario calls *local* (one
@@ -23,8 +25,10 @@ explored again. Three partial-order reductions keep the search small:
   asleep. Which steps commute: :mod:`mmkit.sched._reduction`, plus what the scenario
   vouches for.
 
-Every state reachable within the bound is still reached (so is the shortest failing
-prefix: brute force agrees, ``tests/test_explore_property.py``); each alternative the
+Every state reachable within the bound is still reached, so the shortest failing prefix
+is found (brute force agrees, ``tests/test_explore_property.py``; with local steps the
+report may carry local steps a thread took before a switch, which a schedule switching just
+before them would not); each alternative the
 search pushes costs one replay of its prefix on a fresh copy of the scenario (generators
 cannot be copied), which is what the reductions save. Schedules whose end states are equal
 form one *equivalence class*; the result counts both.
