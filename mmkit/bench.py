@@ -182,13 +182,20 @@ EXPLORER_RACES: tuple[tuple[str, str, str, str, bool], ...] = (
     ("ptdump_16k_48_naive", "ptdump_race", "arm64-16k-48", "naive", False),
 )
 
+# the child's own peak (VmHWM; ru_maxrss would carry the bench process's peak over exec)
 _EXPLORE_RSS = """
 import resource, sys
+def peak():
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 from mmkit.scenarios import races
 race = getattr(races, sys.argv[1])(config=sys.argv[2], policy=sys.argv[3], fine=sys.argv[4] == "1")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 race.explore(bound=2)
-print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(before, peak())
 """
 
 
