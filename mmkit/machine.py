@@ -24,11 +24,13 @@ in ``machine.events``, recorded when the step that detects them is performed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from mmkit import _validate
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, InvalidArgument
@@ -40,6 +42,22 @@ __all__ = ["Machine"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
+#: PAGES_PER_SUBSECTION in bytes (SUBSECTION_SHIFT 21, v5.4 include/linux/mmzone.h)
+_SUBSECTION = 1 << 21
+
+
+def _canonical(value: object) -> object:
+    """``value`` for :meth:`Machine.digest`: independent of dict and set order, and of the
+    history index a kernel event carries."""
+    if isinstance(value, KernelEvent):
+        return repr(dataclasses.replace(value, step=None))
+    if isinstance(value, dict):
+        return tuple(sorted((repr(k), _canonical(v)) for k, v in value.items()))
+    if isinstance(value, set | frozenset):
+        return tuple(sorted(map(repr, value)))
+    if isinstance(value, list | tuple):
+        return tuple(map(_canonical, value))
+    return repr(value)
 
 
 class Machine:
@@ -62,16 +80,33 @@ class Machine:
         **arch_options: Any,
     ) -> None:
         from mmkit import policies
-        from mmkit.mm.hotplug import HOTPLUG_KERNELS, ONLINE_TYPES
 
+        memory = _validate.machine_args(
+            arch=arch,
+            memory=memory,
+            policy=policy,
+            flags={
+                "rodata_full": rodata_full,
+                "debug_pagealloc": debug_pagealloc,
+                "fine": fine,
+                "record": record,
+            },
+            cpus=cpus,
+            vmalloc_areas=vmalloc_areas,
+            online_type=online_type,
+            unmap_kernel_at_el0=unmap_kernel_at_el0,
+            kernel=arch_options.get("kernel"),
+        )
         kernel = arch_options.pop("kernel", None)
-        if kernel is not None and kernel not in HOTPLUG_KERNELS:
-            raise InvalidArgument(f"unknown kernel version {kernel!r}", choices=HOTPLUG_KERNELS)
         if kernel is not None:
             # v5.5 lays memory out as v5.4 does; it differs in try_remove_memory's order
             arch_options["kernel"] = "v5.4" if kernel == "v5.5" else kernel
-        if online_type not in ONLINE_TYPES:
-            raise InvalidArgument(f"online_type {online_type!r}", choices=ONLINE_TYPES)
+        extra = sorted(set(arch_options) - {"kernel"})
+        if not isinstance(arch, str) and extra:
+            raise InvalidArgument(
+                f"options {extra} apply to a configuration name, not to a descriptor: "
+                "pass them to mmkit.arch.get() instead"
+            )
         self.desc = _arch.get(arch, **arch_options) if isinstance(arch, str) else arch
         #: the kernel version whose generic hotplug code runs (layout era: ``desc.kernel``)
         self.kernel = kernel or self.desc.kernel
@@ -162,6 +197,7 @@ class Machine:
                 "the first boot memory range must hold at least 64 MiB "
                 "(kernel image and boot allocations)"
             )
+        _validate.boot_memory_fits(self, ranges)
         return ranges
 
     # ------------------------------------------------------------------- boot
@@ -391,7 +427,8 @@ class Machine:
         ``history`` when recording is on, each as it is yielded: it is complete (performed,
         results filled in) once the next one has been asked for, the last one when ``op``
         returns."""
-        keep = self.record if record is None else record
+        _validate.iterator(op, "op")
+        keep = self.record if record is None else _validate.boolean(record, "record")
         n = 0
         if keep:
             for step in op:
@@ -408,6 +445,7 @@ class Machine:
         ``history`` (when recording) as :meth:`run` adds steps."""
         from mmkit.pgtable.tlb import access
 
+        self._check_access(va, cpu)
         op = access(self, va, cpu)
         while True:
             try:
@@ -417,13 +455,72 @@ class Machine:
             if self.record:
                 self.history.append(step)
 
+    def _check_access(self, va: object, cpu: object) -> None:
+        """An access names a kernel VA (TTBR1: bits [63:vabits_actual] all ones; mmkit has
+        no user page tables for TTBR0) and one of this machine's CPUs."""
+        _validate.address(va, "va")
+        _validate.integer(cpu, "cpu", lo=0, hi=len(self.tlbs) - 1)
+        first = self.desc.kernel_va_start()
+        if va < first:  # type: ignore[operator]
+            raise InvalidArgument(
+                f"va={_validate.show(va)} is not a kernel address: the kernel's tables "
+                f"(TTBR1) translate [{first:#x}, 2**64), user addresses go through TTBR0, "
+                f"which mmkit does not model; use a kernel VA such as machine.lm_va(pa)"
+            )
+
     # --------------------------------------------------------------- queries
     def table_pages(self) -> list[TablePageRecord]:
         """One record per live table page (level, VA span, region, pfn, used entries)."""
         return self.pgtables.records()
 
-    def digest(self) -> tuple[object, ...]:
-        """A value equal before and after anything that changed nothing."""
+    #: attributes :meth:`digest` reads by value (besides the page tables, frames, memblock,
+    #: sections, blocks, sysfs, ``hotplugged``, ``vmalloc_ranges``, ``resources``, log,
+    #: history, stats, TLBs and locks it reads in its own way).
+    #: Left out: the configuration (``desc``, ``policy``, ``macros``: no operation changes
+    #: it), how steps are cut and kept (``fine``, ``record``), and a scheduler's bookkeeping
+    #: (``current_thread``, ``lock_table``: who ran last is the schedule's, not the state).
+    #: ``tests/test_bad_input_digest.py`` checks that every attribute is one or the other.
+    DIGEST_ATTRIBUTES: tuple[str, ...] = (
+        "kernel",
+        "online_type",
+        "rodata_full",
+        "debug_pagealloc",
+        "kpti_enabled",
+        "ng",
+        "vmalloc_backing",
+        "_boot_ranges",
+        "boot_memory_at_boot",
+        "boot_table_count",
+        "_memblock_top",
+        "_vmalloc_next",
+        "_static_tables",
+        "memstart",
+        "physvirt_offset",
+        "vmemmap_base",
+        "kimage_va",
+        "kimage_pa",
+        "kimage_end",
+        "stext_offset",
+        "nodes_online",
+        "oops",
+        "added_sections_leaked",
+    )
+
+    def digest(self, *, log: bool = True) -> tuple[object, ...]:
+        """A value equal before and after anything that changed nothing: page tables, page
+        frames, memblock, sections, memory blocks, sysfs, the event log, the number of steps
+        in the history, the TLBI counts, every CPU's TLB and walk cache, the locks held and
+        by whom, and every other attribute an operation sets (``hotplugged``, ``resources``,
+        ``oops``, the vmalloc areas, ...).
+
+        It is a state, not a trace: two schedules that take the same steps in another order
+        and reach the same state have the same digest (the race explorer merges them). So
+        the history counts by its length (steps are only appended; a refused operation
+        appends none) and kernel events are compared without the history index they carry.
+        ``log=False`` leaves out the event log and the history: what is left tells whether
+        an operation that only warned (and took its steps) changed anything else.
+        """
+        rest = tuple((key, _canonical(getattr(self, key, None))) for key in self.DIGEST_ATTRIBUTES)
         return (
             self.pgtables.digest(),
             self.physmem.digest(),
@@ -434,6 +531,15 @@ class Machine:
             tuple(sorted((b, repr(blk)) for b, blk in self.blocks.items())),
             self.sysfs.digest(),
             tuple(self.resources),
+            tuple(sorted(_canonical(e) for e in self.events)) if log else None,  # type: ignore[type-var]
+            len(self.history) if log else None,
+            tuple(sorted(self.stats.items())),
+            tuple(
+                (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items()))) for t in self.tlbs
+            ),
+            tuple(sorted(self.locks.items())),
+            tuple(sorted((k, tuple(sorted(v))) for k, v in self._lock_holders.items())),
+            rest,
         )
 
     # --------------------------------------------------- generic memory hotplug
@@ -465,16 +571,18 @@ class Machine:
         return pa // self.desc.memory_block_size
 
     # ------------------------------------------------------------ hotplug
-    def _check_range(self, start: int, size: int, what: str) -> None:
-        block = self.desc.memory_block_size
-        if not isinstance(start, int) or not isinstance(size, int):
-            raise InvalidArgument(f"{what}: start and size must be integers")
-        if size <= 0 or start < 0:
-            raise InvalidArgument(f"{what}: empty or negative range ({start:#x}, {size:#x})")
+    def _check_range(self, start: int, size: int, what: str, *, align: int | None = None) -> None:
+        """A range to hot-add or remove: integers, aligned to ``align`` (default: the memory
+        block size, as ``check_hotplug_memory_range()``), inside ``MAX_PHYSMEM_BITS`` and the
+        linear map."""
+        _validate.address(start, f"{what}: start")
+        _validate.integer(size, f"{what}: size", lo=1)
+        block = align or self.desc.memory_block_size
+        rule = "check_pfn_span" if align else "check_hotplug_memory_range"
         if start % block or size % block:
             raise InvalidArgument(
-                f"{what}: range ({start:#x}, {size:#x}) is not aligned to the memory block "
-                f"size {block:#x} (check_hotplug_memory_range); align both to it"
+                f"{what}: range ({start:#x}, {size:#x}) is not aligned to {block:#x} "
+                f"({rule}); align both start and size to it"
             )
         if start + size > 1 << self.macros["MAX_PHYSMEM_BITS"]:
             raise InvalidArgument(
@@ -497,16 +605,27 @@ class Machine:
         return any(s < start + size and start < s + n for s, n in ranges)
 
     def arch_add_memory(self, start: int, size: int) -> Iterator[Step]:
-        """``arch_add_memory()`` as steps (:func:`mmkit.pgtable.arch_hotplug.arch_add_memory`)."""
-        from mmkit.pgtable.arch_hotplug import arch_add_memory
+        """``arch_add_memory()`` as steps (:func:`mmkit.pgtable.arch_hotplug.arch_add_memory`).
 
+        Checked when called, before the first step: the errors of :meth:`hot_add`, with the
+        range aligned to a subsection (2 MiB) rather than a memory block: the kernel's
+        ``__add_pages()`` refuses less (``check_pfn_span()``, v5.4/v5.7
+        ``mm/memory_hotplug.c``: a ``WARN`` and ``-EINVAL``, after ``arch_add_memory()`` has
+        mapped the range, which it then unmaps); the model refuses before the first step."""
+        from mmkit.pgtable.arch_hotplug import arch_add_memory, check_hot_add
+
+        check_hot_add(self, start, size, align=_SUBSECTION)
         return arch_add_memory(self, start, size)
 
     def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
         """``arch_remove_memory()`` as steps
-        (:func:`mmkit.pgtable.arch_hotplug.arch_remove_memory`)."""
-        from mmkit.pgtable.arch_hotplug import arch_remove_memory
+        (:func:`mmkit.pgtable.arch_hotplug.arch_remove_memory`).
 
+        Checked when called, before the first step: the errors of :meth:`hot_remove`, with
+        the range aligned to a subsection (``__remove_pages()``'s ``check_pfn_span()``)."""
+        from mmkit.pgtable.arch_hotplug import arch_remove_memory, check_hot_remove
+
+        check_hot_remove(self, start, size, align=_SUBSECTION)
         return arch_remove_memory(self, start, size)
 
     def hot_add(self, start: int, size: int) -> None:
@@ -517,9 +636,6 @@ class Machine:
         (overlaps boot or present memory) or :class:`~mmkit.errors.NoMemory`, all before
         anything changes.
         """
-        from mmkit.pgtable.arch_hotplug import check_hot_add
-
-        check_hot_add(self, start, size)
         self.run(self.arch_add_memory(start, size))
 
     def hot_remove(self, start: int, size: int) -> None:
@@ -529,7 +645,4 @@ class Machine:
         :class:`~mmkit.errors.Busy` (boot memory) or :class:`~mmkit.errors.NotFound` (not
         all of the range was hot-added), all before anything changes.
         """
-        from mmkit.pgtable.arch_hotplug import check_hot_remove
-
-        check_hot_remove(self, start, size)
         self.run(self.arch_remove_memory(start, size))

@@ -66,15 +66,25 @@ def booted(
     return copy.deepcopy(template), spans
 
 
+#: (invariant, hash of a state it held in): the invariants are functions of the machine
+#: and the blocks present, so a state seen again (in this sequence or an earlier one) holds
+_HELD: set[tuple[str, int]] = set()
+
+
 def when_changed(check):
-    """Run the invariant ``check`` only when the machine changed since it last held."""
+    """Run the invariant ``check`` only in a state it has not been seen to hold in."""
 
     @functools.wraps(check)
     def wrapper(self):
-        if not hasattr(self, "m") or self.checked.get(check.__name__) == self.version:
+        if not hasattr(self, "m"):
             return
-        check(self)
-        self.checked[check.__name__] = self.version
+        if self.state_version != self.version:
+            self.state = hash((self.m.digest(log=False), frozenset(self.present)))
+            self.state_version = self.version
+        key = (check.__name__, self.state)
+        if key not in _HELD:
+            check(self)
+            _HELD.add(key)
 
     return wrapper
 
@@ -92,7 +102,7 @@ class Hotplug(RuleBasedStateMachine):
     def boot(self, name, policy, kernel, rodata_full):
         self.m, self.boot_spans = booted(name, policy, kernel, rodata_full, self.VMALLOC_AREAS)
         self.version = 0  #: bumped by every step that changes the machine
-        self.checked: dict[str, int] = {}  #: invariant -> the version it last held at
+        self.state_version = -1  #: the version ``state`` (a hash of the machine) is of
         self.block = self.m.desc.memory_block_size
         lm = (self.m.macros["PAGE_END"] or 1 << 64) - self.m.macros["PAGE_OFFSET"]
         reach = min(lm, 1 << self.m.macros["MAX_PHYSMEM_BITS"])
