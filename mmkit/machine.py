@@ -172,10 +172,14 @@ class Machine:
 
     def lm_va(self, pa: int) -> int:
         """``__phys_to_virt(pa)``: where the linear map maps ``pa``."""
+        if not isinstance(pa, int | np.integer) or not 0 <= pa < 1 << 64:
+            _validate.address(pa, "pa")
         return (pa - self.physvirt_offset) & _M64
 
     def vmemmap_va(self, pfn: int) -> int:
         """Address of ``struct page`` for ``pfn`` (``pfn_to_page``, 64-byte struct page)."""
+        if not isinstance(pfn, int | np.integer) or not 0 <= pfn < 1 << 64:
+            _validate.address(pfn, "pfn")
         return (self.vmemmap_base + (pfn << 6)) & _M64
 
     def _check_boot_memory(self, memory: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -206,6 +210,7 @@ class Machine:
         memblock (:func:`mmkit.mm.memblock.pfn_valid`)."""
         from mmkit.mm.memblock import pfn_valid
 
+        _validate.address(pfn, "pfn")
         bits = self.macros["SECTION_SIZE_BITS"]
         return pfn_valid(
             self.memblock,
@@ -568,7 +573,7 @@ class Machine:
 
     def block_of(self, pa: int) -> int:
         """The memory block id (the N of memoryN) holding ``pa``."""
-        return pa // self.desc.memory_block_size
+        return _validate.address(pa, "pa") // self.desc.memory_block_size
 
     # ------------------------------------------------------------ hotplug
     def _check_range(self, start: int, size: int, what: str, *, align: int | None = None) -> None:
@@ -636,6 +641,9 @@ class Machine:
         (overlaps boot or present memory) or :class:`~mmkit.errors.NoMemory`, all before
         anything changes.
         """
+        from mmkit.pgtable.arch_hotplug import check_hot_add
+
+        check_hot_add(self, start, size)  # whole memory blocks, as add_memory() takes them
         self.run(self.arch_add_memory(start, size))
 
     def hot_remove(self, start: int, size: int) -> None:
@@ -645,4 +653,7 @@ class Machine:
         :class:`~mmkit.errors.Busy` (boot memory) or :class:`~mmkit.errors.NotFound` (not
         all of the range was hot-added), all before anything changes.
         """
+        from mmkit.pgtable.arch_hotplug import check_hot_remove
+
+        check_hot_remove(self, start, size)
         self.run(self.arch_remove_memory(start, size))

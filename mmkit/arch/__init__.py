@@ -24,7 +24,7 @@ from mmkit.arch.base import (
     SharedTable,
     format_size,
 )
-from mmkit.errors import InvalidArgument, MmkitError
+from mmkit.errors import InvalidArgument, MmkitError, UnknownName
 
 __all__ = [
     "KERNEL_ERAS",
@@ -78,6 +78,8 @@ def _check_options(name: object, options: dict[str, Any]) -> None:
     from mmkit._validate import show, text
 
     text(name, "name")
+    if len(name) > 64:  # no configuration is named like this; keep the message short
+        raise UnknownName(f"unknown configuration {show(name)}", choices=names())
     for key, value in options.items():
         types = _OPTION_TYPES.get(key)
         if types is None:
