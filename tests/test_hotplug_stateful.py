@@ -294,3 +294,4 @@ def test_soak_hotplug(name, policy):
         ),
     )
     assert machine.sequences >= SOAK_SEQUENCES
+    print(f"{name} {policy}: {machine.sequences} sequences")  # shown with -s

@@ -145,7 +145,9 @@ def test_run_to_end_and_buttons_disabled_at_the_ends() -> None:
     s.end_button.click()
     direct = direct_remove(SMALL, rodata_full=True)
     direct.run()
-    assert s.position == len(direct.history) and s.machine.digest(log=False) == direct.machine.digest(log=False)
+    assert s.position == len(direct.history) and s.machine.digest(
+        log=False
+    ) == direct.machine.digest(log=False)
     for b in (s.step_button, s.over_button, s.event_button, s.end_button, s.into_button):
         assert b.disabled
     assert not s.back_button.disabled and not s.reset_button.disabled

@@ -86,7 +86,8 @@ def _check_options(name: object, options: dict[str, Any]) -> None:
             continue
         wrong = not isinstance(value, types) or (bool not in types and isinstance(value, bool))
         if wrong:
-            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            words = {bool: "True or False", int: "an integer", str: "a string"}
+            expected = " or ".join(words.get(t, "None") for t in types)
             raise InvalidArgument(
                 f"{name}: option {key}={show(value)} must be {expected}, not {type(value).__name__}"
             )
