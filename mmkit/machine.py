@@ -24,13 +24,12 @@ in ``machine.events``, recorded when the step that detects them is performed.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from mmkit import _validate
+from mmkit import _digest, _validate
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, InvalidArgument
@@ -44,20 +43,6 @@ _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
 #: PAGES_PER_SUBSECTION in bytes (SUBSECTION_SHIFT 21, v5.4 include/linux/mmzone.h)
 _SUBSECTION = 1 << 21
-
-
-def _canonical(value: object) -> object:
-    """``value`` for :meth:`Machine.digest`: independent of dict and set order, and of the
-    history index a kernel event carries."""
-    if isinstance(value, KernelEvent):
-        return repr(dataclasses.replace(value, step=None))
-    if isinstance(value, dict):
-        return tuple(sorted((repr(k), _canonical(v)) for k, v in value.items()))
-    if isinstance(value, set | frozenset):
-        return tuple(sorted(map(repr, value)))
-    if isinstance(value, list | tuple):
-        return tuple(map(_canonical, value))
-    return repr(value)
 
 
 class Machine:
@@ -478,38 +463,8 @@ class Machine:
         """One record per live table page (level, VA span, region, pfn, used entries)."""
         return self.pgtables.records()
 
-    #: attributes :meth:`digest` reads by value (besides the page tables, frames, memblock,
-    #: sections, blocks, sysfs, ``hotplugged``, ``vmalloc_ranges``, ``resources``, log,
-    #: history, stats, TLBs and locks it reads in its own way).
-    #: Left out: the configuration (``desc``, ``policy``, ``macros``: no operation changes
-    #: it), how steps are cut and kept (``fine``, ``record``), and a scheduler's bookkeeping
-    #: (``current_thread``, ``lock_table``: who ran last is the schedule's, not the state).
-    #: ``tests/test_bad_input_digest.py`` checks that every attribute is one or the other.
-    DIGEST_ATTRIBUTES: tuple[str, ...] = (
-        "kernel",
-        "online_type",
-        "rodata_full",
-        "debug_pagealloc",
-        "kpti_enabled",
-        "ng",
-        "vmalloc_backing",
-        "_boot_ranges",
-        "boot_memory_at_boot",
-        "boot_table_count",
-        "_memblock_top",
-        "_vmalloc_next",
-        "_static_tables",
-        "memstart",
-        "physvirt_offset",
-        "vmemmap_base",
-        "kimage_va",
-        "kimage_pa",
-        "kimage_end",
-        "stext_offset",
-        "nodes_online",
-        "oops",
-        "added_sections_leaked",
-    )
+    #: attributes :meth:`digest` reads by value (see :mod:`mmkit._digest`)
+    DIGEST_ATTRIBUTES: tuple[str, ...] = _digest.DIGEST_ATTRIBUTES
 
     def digest(self, *, log: bool = True) -> tuple[object, ...]:
         """A value equal before and after anything that changed nothing: page tables, page
@@ -525,27 +480,7 @@ class Machine:
         ``log=False`` leaves out the event log and the history: what is left tells whether
         an operation that only warned (and took its steps) changed anything else.
         """
-        rest = tuple((key, _canonical(getattr(self, key, None))) for key in self.DIGEST_ATTRIBUTES)
-        return (
-            self.pgtables.digest(),
-            self.physmem.digest(),
-            tuple(self.hotplugged),
-            tuple(self.vmalloc_ranges),
-            self.memblock.snapshot(),
-            tuple(sorted((n, repr(sec)) for n, sec in self.sections.items())),
-            tuple(sorted((b, repr(blk)) for b, blk in self.blocks.items())),
-            self.sysfs.digest(),
-            tuple(self.resources),
-            tuple(sorted(_canonical(e) for e in self.events)) if log else None,  # type: ignore[type-var]
-            len(self.history) if log else None,
-            tuple(sorted(self.stats.items())),
-            tuple(
-                (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items()))) for t in self.tlbs
-            ),
-            tuple(sorted(self.locks.items())),
-            tuple(sorted((k, tuple(sorted(v))) for k, v in self._lock_holders.items())),
-            rest,
-        )
+        return _digest.machine_digest(self, log=log)
 
     # --------------------------------------------------- generic memory hotplug
     def add_memory(self, nid: int, start: int, size: int) -> None:
