@@ -232,3 +232,21 @@ def boot_memory_fits(m: Any, ranges: Sequence[tuple[int, int]]) -> None:
             f"bytes from the first bank, which has {show(max(budget, 0))} for boot "
             f"allocations; make the first bank at least {show(4 * (memmap + (8 << 20)))} bytes"
         )
+
+
+def shaped(value: object, what: str, expected: str, *attrs: str) -> None:
+    """``value`` has the attributes a view reads (``expected`` names what to pass)."""
+    missing = [a for a in attrs if not hasattr(value, a)]
+    if missing:
+        raise InvalidArgument(
+            f"{what}={show(value)}: expected {expected}, got {_kind(value)} (no {missing[0]})"
+        )
+
+
+def records(value: object, what: str, expected: str, *attrs: str) -> None:
+    """``value`` is a collection (not a string) whose items have ``attrs``."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidArgument(f"{what}={show(value)}: expected {expected}, got {_kind(value)}")
+    if isinstance(value, Sequence | set | frozenset | dict):  # safe to look at twice
+        for i, item in enumerate(value):
+            shaped(item, f"{what}[{i}]", expected, *attrs)

@@ -281,6 +281,65 @@ case("memblock_order(kernel='v9')", lambda m: memblock_order("v9"), InvalidArgum
 case("memblock_order(config='nope')", lambda m: memblock_order("v5.3", "nope"), UnknownName)
 
 
+# ---------------------------------------------------------------------- views and tables
+def _views() -> dict[str, Callable[[Any], Any]]:
+    import mmkit.tables as tables
+    import mmkit.viz as viz
+
+    return {
+        "viz.layout_figure": viz.layout_figure,
+        "viz.pgd_boundaries": viz.pgd_boundaries,
+        "viz.memblock_figure": viz.memblock_figure,
+        "viz.sysfs_figure": viz.sysfs_figure,
+        "viz.stale_links": viz.stale_links,
+        "viz.timeline_figure": viz.timeline_figure,
+        "viz.lock_holds": viz.lock_holds,
+        "viz.event_steps": viz.event_steps,
+        "viz.tree_figure": viz.tree_figure,
+        "viz.snapshot": viz.snapshot,
+        "viz.tree_nodes": viz.tree_nodes,
+        "viz.tree_pair_figure(m, x)": lambda x: viz.tree_pair_figure(prepared(), x),
+        "viz.tree_diff_figure(s, x)": lambda x: viz.tree_diff_figure(viz.snapshot(prepared()), x),
+        "viz.comparison_figure": viz.comparison_figure,
+        "tables.layout_frame": tables.layout_frame,
+        "tables.layout_html": tables.layout_html,
+        "tables.table_pages_frame": tables.table_pages_frame,
+        "tables.ptdump_frame": tables.ptdump_frame,
+        "tables.comparison_frame": tables.comparison_frame,
+        "tables.steps_frame": tables.steps_frame,
+        "tables.events_frame": tables.events_frame,
+    }
+
+
+VIEW_NAMES = [
+    "viz.layout_figure",
+    "viz.pgd_boundaries",
+    "viz.memblock_figure",
+    "viz.sysfs_figure",
+    "viz.stale_links",
+    "viz.timeline_figure",
+    "viz.lock_holds",
+    "viz.event_steps",
+    "viz.tree_figure",
+    "viz.snapshot",
+    "viz.tree_nodes",
+    "viz.tree_pair_figure(m, x)",
+    "viz.tree_diff_figure(s, x)",
+    "tables.layout_frame",
+    "tables.layout_html",
+    "tables.table_pages_frame",
+    "tables.ptdump_frame",
+]
+for view in VIEW_NAMES:
+    for v in [None, 42, "arm64-4k-48"]:
+        case(f"{view}({v!r})", lambda m, view=view, v=v: _views()[view](v), InvalidArgument)
+for view in ["viz.comparison_figure", "tables.comparison_frame", "tables.events_frame"]:
+    for v in [None, 42, "v7", [1, 2]]:
+        case(f"{view}({v!r})", lambda m, view=view, v=v: _views()[view](v), InvalidArgument)
+case("tables.steps_frame(42)", lambda m: _views()["tables.steps_frame"](42), InvalidArgument)
+case("tables.steps_frame(None)", lambda m: _views()["tables.steps_frame"](None), InvalidArgument)
+
+
 @pytest.mark.parametrize(("call", "error"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_raises_its_typed_error_and_changes_nothing(call, error):
     m = prepared()
