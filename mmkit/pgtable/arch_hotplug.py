@@ -185,10 +185,10 @@ def pages_needed(m: Machine, size: int) -> int:
     return pages
 
 
-def check_hot_add(m: Machine, start: int, size: int) -> None:
+def check_hot_add(m: Machine, start: int, size: int, *, align: int | None = None) -> None:
     """What :meth:`Machine.hot_add <mmkit.machine.Machine.hot_add>` refuses, before anything
     changes: typed errors for a bad range, memory already present, or too little memory."""
-    m._check_range(start, size, "hot-add")
+    m._check_range(start, size, "hot-add", align=align)
     if m._overlaps(start, size, m._boot_ranges) or m._overlaps(start, size, m.hotplugged):
         raise Exists(
             f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
@@ -202,14 +202,14 @@ def check_hot_add(m: Machine, start: int, size: int) -> None:
         )
 
 
-def check_hot_remove(m: Machine, start: int, size: int) -> None:
+def check_hot_remove(m: Machine, start: int, size: int, *, align: int | None = None) -> None:
     """What :meth:`Machine.hot_remove <mmkit.machine.Machine.hot_remove>` refuses, before
     anything changes: a bad range, memory that is not all present, or boot memory that could
     not go offline: a block with unmovable (boot-allocated) pages (``-EBUSY``) or, under a
     policy with the boot-memory notifier, any early section (``-EPERM``; see
     :mod:`mmkit.mm.hotplug`). Boot memory a policy lets through is removed as the kernel
     would (its memmap's ``PageReserved`` pages warned about, and leaked)."""
-    m._check_range(start, size, "hot-remove")
+    m._check_range(start, size, "hot-remove", align=align)
     present = [*m.hotplugged, *m._boot_ranges]
     covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in present)
     if covered != size:

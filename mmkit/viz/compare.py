@@ -34,6 +34,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mmkit import _validate
 from mmkit.viz._common import OKABE_ITO, RED, config_label
 from mmkit.viz.layout import KIND_COLORS
 
@@ -92,6 +93,13 @@ def comparison_figure(
     stacked), one per TLBI kind of :data:`TLBI_KINDS` (panel 3), then ``"kernel events"``
     (red crosses over the policies that recorded any; ``customdata`` the event count).
     """
+    _validate.records(
+        outcomes,
+        "outcomes",
+        "the outcomes of mmkit.mm.compare.compare_policies()",
+        "policy",
+        "tables_left",
+    )
     policies = [o.policy for o in outcomes]
     fig = make_subplots(
         rows=1,

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmkit import _validate
 from mmkit.arch import format_size
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class TreeSnapshot:
 
 def snapshot(m: Machine, label: str = "") -> TreeSnapshot:
     """Record ``m``'s live table pages and their entries (a copy: later steps change nothing)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     pt = m.pgtables
     return TreeSnapshot(
         {
@@ -187,6 +189,7 @@ def tree_nodes(
 
     ``since`` colours what changed since that snapshot; ``fold_min`` is the shortest run of
     alike table pages folded into one node (a large number turns folding off)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     from mmkit.viz._tree_builder import TreeBuilder
 
     return TreeBuilder(m, since, max(2, fold_min)).build()
