@@ -167,17 +167,20 @@ def machine_args(
     """Everything :class:`~mmkit.machine.Machine` takes, by type and range, before it
     builds anything; returns the boot memory ranges as int pairs."""
     from mmkit.mm.hotplug import HOTPLUG_KERNELS, ONLINE_TYPES
-    from mmkit.policies.base import HotplugPolicy
+    from mmkit.policies.base import PolicyLike, check_decisions
 
     if not isinstance(arch, str) and not callable(getattr(arch, "macros", None)):
         raise InvalidArgument(
             f"arch={show(arch)}: expected a configuration name such as 'arm64-4k-48' "
             "(see mmkit.arch.names()) or a descriptor from mmkit.arch.get()"
         )
-    if not isinstance(policy, str | HotplugPolicy):
+    if not isinstance(policy, str) and (
+        not isinstance(policy, PolicyLike) or check_decisions(policy)
+    ):
         raise InvalidArgument(
             f"policy={show(policy)}: expected a policy name such as 'v5.7' (see "
-            "mmkit.policies.names()) or a HotplugPolicy"
+            "mmkit.policies.names()) or a policy object: a HotplugPolicy, or anything with "
+            "every field of mmkit.policies.PolicyLike"
         )
     for name, value in flags.items():
         boolean(value, name)

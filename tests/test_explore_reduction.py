@@ -20,7 +20,7 @@ from mmkit.sched.explore import explore
 def machine_state(s: Scheduler) -> tuple[object, ...]:
     m = s.machine
     tlbs = tuple((dict(t.leaf), dict(t.walk)) for t in m.tlbs)
-    return m.digest(), repr(tlbs), s.locks.snapshot()
+    return m.digest(log=False), repr(tlbs), s.locks.snapshot()  # all but the log and history
 
 
 def tables_and_frames(s: Scheduler) -> tuple[object, ...]:

@@ -155,11 +155,20 @@ class StateKeys:
                 (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
                 for t in getattr(m, "tlbs", ())
             )
-            self._machine = hash((m.digest(), tlbs))
+            self._machine = hash((_state_digest(m), tlbs))
         # the cache keeps a 64-bit hash, not the state (table pages are kilobytes each):
         # small and cheap to look up; a collision (odds about states**2 / 2**65) could
         # only make the search skip one state
         return hash((self._machine, s.locks.snapshot(), len(m.events), self._threads(s)))
+
+
+def _state_digest(m: Any) -> object:
+    """The machine's digest without its log and history (the key counts the log itself);
+    a machine-like object whose ``digest()`` takes no ``log`` gives its whole digest."""
+    try:
+        return m.digest(log=False)
+    except TypeError:
+        return m.digest()
 
 
 def state_key(s: Scheduler) -> int:

@@ -298,5 +298,5 @@ def explore(
 def replay(factory: Factory, schedule: str) -> Scheduler:
     """Run ``schedule`` (e.g. ``"H H P H P"``) on a fresh instance of the scenario."""
     s = Scheduler(factory)
-    s.follow(schedule.split())
+    s.follow(schedule)
     return s
