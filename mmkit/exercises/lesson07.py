@@ -205,6 +205,18 @@ class SpotTheBugExercise(Exercise):
 
 
 # --------------------------------------------------------------------------- 07b
+def _installed_policies() -> dict[str, str]:
+    """Policies installed as packages (not built in, not registered in this session):
+    name -> distribution."""
+    from mmkit import plugins
+
+    return {
+        r.name: r.distribution
+        for r in plugins.reports(plugins.POLICY_GROUP)
+        if r.ok and r.distribution not in ("mmkit", "<runtime>")
+    }
+
+
 class BuildPolicyExercise(Exercise):
     """07b: write a policy that is race-free on a teaching layout and leaks less than V7."""
 
@@ -262,6 +274,13 @@ class BuildPolicyExercise(Exercise):
             return Feedback(
                 False, f"That is {policy.name} itself: write your own, under a new name."
             )
+        installed = _installed_policies()
+        if policy.name in installed:
+            return Feedback(
+                False,
+                f"That is the {installed[policy.name]} package's policy: write your own, under "
+                "a new name.",
+            )
         config = variant.params["config"]
         raced = _race_found("vmalloc_race", policy, BOUND, config)
         left, v7_left = tables_left(policy), tables_left(policies.get("v7"))  # type: ignore[arg-type]
@@ -299,6 +318,7 @@ class BuildPolicyExercise(Exercise):
             Mistake(dataclasses.replace(mine, vmemmap_tables="never"), "Safe, but it leaks"),
             Mistake(dataclasses.replace(mine, vmemmap_tables="always"), "looks empty"),
             Mistake("v5.7", "write your own"),
+            *(Mistake(name, "package's policy") for name in sorted(_installed_policies())[:1]),
         )
 
 
