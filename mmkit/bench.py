@@ -228,6 +228,61 @@ def _lessons(r: dict[str, float], quick: bool) -> None:
     r["lesson_kernel_peak_mib"] = peak
 
 
+#: Races the explorer is timed on beyond ``LESSON_RACES`` (as slug, scenario, config,
+#: policy, fine): lesson 04's step-per-entry races and the 16K ptdump races.
+EXPLORER_RACES: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("ptdump_4k_48_naive_fine", "ptdump_race", "arm64-4k-48", "naive", True),
+    ("ptdump_4k_48_v57_fine", "ptdump_race", "arm64-4k-48", "v5.7", True),
+    ("ptdump_64k_42_naive_fine", "ptdump_race", "arm64-64k-42", "naive", True),
+    ("ptdump_4k_39_naive_fine", "ptdump_race", "arm64-4k-39", "naive", True),
+    ("ptdump_16k_47_naive", "ptdump_race", "arm64-16k-47", "naive", False),
+    ("ptdump_16k_48_naive", "ptdump_race", "arm64-16k-48", "naive", False),
+)
+
+# the child's own peak (VmHWM; ru_maxrss would carry the bench process's peak over exec)
+_EXPLORE_RSS = """
+import resource, sys
+def peak():
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from mmkit.scenarios import races
+race = getattr(races, sys.argv[1])(config=sys.argv[2], policy=sys.argv[3], fine=sys.argv[4] == "1")
+before = peak()
+race.explore(bound=2)
+print(before, peak())
+"""
+
+
+def _explorer(r: dict[str, float], quick: bool) -> None:
+    """The explorer at bound 2 on :data:`EXPLORER_RACES` (quick: a small one): seconds,
+    schedule prefixes replayed (each a fresh scenario) and states per second; and the
+    peak RSS of a fresh process before and after exploring the first (target: under a
+    second each)."""
+    from mmkit.scenarios import races
+
+    chosen = EXPLORER_RACES[1:2] if quick else EXPLORER_RACES
+    slowest = 0.0
+    for slug, scenario, config, policy, fine in chosen:
+        res = getattr(races, scenario)(config=config, policy=policy, fine=fine).explore(bound=2)
+        r[f"explore_{slug}_bound2_s"] = res.seconds
+        r[f"explore_{slug}_bound2_branches"] = res.branches
+        r[f"explore_{slug}_states_per_s"] = res.states / res.seconds
+        slowest = max(slowest, res.seconds)
+    r["explore_extra_races_slowest_s"] = slowest
+    _slug, scenario, config, policy, fine = chosen[0]
+    out = subprocess.run(
+        [sys.executable, "-c", _EXPLORE_RSS, scenario, config, policy, "1" if fine else "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    r["explore_rss_before_mib"] = float(out[0])
+    r["explore_peak_rss_mib"] = float(out[1])
+
+
 def run_bench(quick: bool = False) -> dict[str, float]:
     """Measure every figure; ``quick`` skips the 16 and 64 GiB cases (for tests)."""
     import mmkit.arch
@@ -253,7 +308,7 @@ def run_bench(quick: bool = False) -> dict[str, float]:
         slowest = max(slowest, res.seconds)
     r["explore_lesson_races_slowest_s"] = slowest
     r["explore_states_per_s"] = states / seconds
-    r["explore_peak_rss_mib"] = _peak_rss_mib()  # before any large machine is built
+    r["bench_peak_rss_after_races_mib"] = _peak_rss_mib()  # before any large machine is built
     _hotplug_figures(r, 1, 5)
     _hotplug_figures(r, 4, 3)
     if not quick:
@@ -268,6 +323,7 @@ def run_bench(quick: bool = False) -> dict[str, float]:
         r["hotplug_1g_peak_mib"] = _peak_mib(_GIB)
         r["hotplug_1g_peak_rss_mib"] = _peak_rss_mib()
     r["hotplug_4g_per_gib_vs_1g_ratio"] = r["hotplug_4g_ms_per_gib"] / r["hotplug_1g_ms_per_gib"]
+    _explorer(r, quick)
     try:
         import ipywidgets  # noqa: F401
         import plotly  # noqa: F401

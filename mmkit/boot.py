@@ -13,7 +13,7 @@ reserved for good); later ones from the page allocator.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmkit.arch import pte as hw
 from mmkit.events import KernelEvent, Step
@@ -23,7 +23,7 @@ from mmkit.physmem import PhysMem
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["boot", "boot_hotplug_state", "memblock_alloc", "memstart_shift"]
+__all__ = ["boot", "boot_hotplug_state", "machine_hooks_of", "memblock_alloc", "memstart_shift"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
@@ -45,8 +45,22 @@ _STEXT_OFFSET = 0x10000  # v6.1: _stext = _text + SEGMENT_ALIGN (64 KiB, after .
 _FDT_SIZE = 1 << 20
 
 
+def machine_hooks_of(desc: Any) -> Any | None:
+    """The descriptor's optional ``machine_hooks`` (``OPTIONAL_ARCH_PARTS`` in
+    :mod:`mmkit.plugins._contracts`): None means arm64's boot and ``arch_add_memory``."""
+    return getattr(desc, "machine_hooks", None)
+
+
 def boot(m: Machine, vmalloc_areas: int) -> None:
-    """Build what the kernel has after boot (see :mod:`mmkit.boot`)."""
+    """Build what the kernel has after boot (see :mod:`mmkit.boot`); an architecture with
+    its own ``machine_hooks`` builds its page tables itself, then the hotplug state below
+    (memblock, sections, memory blocks) is the generic one."""
+    hooks = machine_hooks_of(m.desc)
+    if hooks is not None:
+        hooks.boot(m, vmalloc_areas)
+        m.boot_table_count = len(m.pgtables.info)
+        boot_hotplug_state(m)
+        return
     d, mac = m.desc, m.macros
     first, size0 = m._boot_ranges[0]
     kernel = d.kernel
@@ -163,7 +177,7 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         size -= head if i == 0 else 0  # _etext stays where it is
         if kept:
             yield from create_pgd_mapping(
-                m, pa, va, size, hw.kernel_prot(prot, ng=m.ng), seg_flags, boot=True
+                m, pa, va, size, m.pgtables.fmt.kernel_prot(prot, ng=m.ng), seg_flags, boot=True
             )
         va += size
         pa += size
@@ -190,7 +204,7 @@ def boot_steps(m: Machine, vmalloc_areas: int) -> Iterator[Step]:
         k_start,
         m.lm_va(k_start),
         k_end - k_start,
-        hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
+        m.pgtables.fmt.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
         NO_CONT_MAPPINGS,
         boot=True,
     )
@@ -232,7 +246,7 @@ def map_entry_trampoline(m: Machine) -> Iterator[Step]:
     text_pa = m.kimage_pa + _IMAGE[0][1] - max(page, 12 << 10) // page * page
     data_pa = m.kimage_pa + _IMAGE[0][1]
     rox = hw.kernel_prot("PAGE_KERNEL_ROX") & ~hw.PTE_NG  # global, KPTI or not
-    ro = hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng)
+    ro = m.pgtables.fmt.kernel_prot("PAGE_KERNEL_RO", ng=m.ng)
     if d.kernel == "v6.1":
         n = -(-(12 << 10) // page)
         text1 = slot0 + (1 if d.relocatable else 0) + 2  # FIX_ENTRY_TRAMP_TEXT1
@@ -266,7 +280,7 @@ def linear_map_prot(m: Machine) -> int:
     """The linear map's protection: ``PAGE_KERNEL``, or in v6.1 ``pgprot_tagged(PAGE_KERNEL)``
     (``map_mem()`` for the memory banks, ``pgprot_mhp()`` for ``add_memory_resource()``),
     which ptdump prints as ``MEM/NORMAL-TAGGED``."""
-    prot = hw.kernel_prot("PAGE_KERNEL", ng=m.ng)
+    prot = m.pgtables.fmt.kernel_prot("PAGE_KERNEL", ng=m.ng)
     return hw.pgprot_tagged(prot) if m.desc.kernel == "v6.1" else prot
 
 
@@ -325,7 +339,7 @@ def early_fixmap_init(m: Machine) -> Iterator[Step]:
         fdt_pa - offset,
         dt_virt_base,
         size,
-        hw.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
+        m.pgtables.fmt.kernel_prot("PAGE_KERNEL_RO", ng=m.ng),
         NO_CONT_MAPPINGS,
         boot=True,
     )

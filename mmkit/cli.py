@@ -52,30 +52,77 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _shown(text: str) -> str:
+    """An argument as an error message echoes it: cut short when long."""
+    return repr(text) if len(text) <= 40 else f"{text[:24]!r}...({len(text)} characters)"
+
+
 def _int(text: str) -> int:
     try:
         return int(text.replace("_", ""), 0)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an integer (write hex as 0x..., e.g. 0xffff000040000000)"
+            f"{_shown(text)} is not an integer (write hex as 0x..., e.g. 0xffff000040000000)"
         ) from None
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
+def _address(text: str) -> int:
+    """A 64-bit address or descriptor: an integer from 0 to 2**64 - 1."""
+    value = _int(text)
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is not a 64-bit value: give 0x0 to 0xffffffffffffffff"
+        )
+    return value
+
+
+def _era(choices: Sequence[str]) -> Callable[[str], str]:
+    """A kernel era among ``choices``, checked before anything runs."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"unknown kernel era {_shown(text)} (valid choices: {', '.join(choices)})"
+            )
+        return text
+
+    return parse
+
+
+def _at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = _int(text)
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is below {minimum}; give {minimum} or more")
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)} is below {minimum}; give {minimum} or more"
+            )
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)} is above {maximum}; give {maximum} or less"
+            )
         return value
 
     return parse
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kernel", default=None, help="kernel era: v5.3, v5.4 (default), v5.7, v6.1")
+def _add_config_options(p: argparse.ArgumentParser, *, hotplug: bool = False) -> None:
+    from mmkit.arch import KERNEL_ERAS
+    from mmkit.mm.hotplug import HOTPLUG_KERNELS
+
+    eras = HOTPLUG_KERNELS if hotplug else KERNEL_ERAS
+    p.add_argument(
+        "--kernel",
+        type=_era(eras),
+        default=None,
+        help=f"kernel era: {', '.join(eras)} (default: v5.4)",
+    )
     p.add_argument("--kasan", default=None, choices=["generic", "sw_tags"], help="KASAN mode")
-    p.add_argument("--vabits-actual", type=int, default=None, help="hardware VA bits (52-bit)")
-    p.add_argument("--pa-bits", type=int, default=None, help="CONFIG_ARM64_PA_BITS (48, 52)")
+    p.add_argument(
+        "--vabits-actual", type=_at_least(1, 64), default=None, help="hardware VA bits (52-bit)"
+    )
+    p.add_argument(
+        "--pa-bits", type=_at_least(1, 64), default=None, help="CONFIG_ARM64_PA_BITS (48, 52)"
+    )
     for flag, what in (
         ("ghes", "ACPI_APEI_GHES"),
         ("sdei", "ARM_SDE_INTERFACE"),
@@ -335,13 +382,13 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("translate", help="table index and entry offset of a VA at each level")
     c.add_argument("name")
-    c.add_argument("va", type=_int)
+    c.add_argument("va", type=_address)
     _add_config_options(c)
     c.set_defaults(func=_cmd_translate)
 
     c = sub.add_parser("decode", help="decode an arm64 descriptor bit by bit")
     c.add_argument("name")
-    c.add_argument("descriptor", type=_int)
+    c.add_argument("descriptor", type=_address)
     c.add_argument(
         "--level",
         type=_level_number,
@@ -359,13 +406,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument(
         "--block",
-        type=_int,
+        type=_address,
         action="append",
         required=True,
         help="PA of a memory block to add then remove (repeatable)",
     )
     c.add_argument("--rodata-full", action="store_true", help="map without blocks")
-    _add_config_options(c)
+    _add_config_options(c, hotplug=True)
     c.add_argument("--format", choices=["table", "json", "csv"], default="table")
     c.set_defaults(func=_cmd_compare)
 
@@ -397,20 +444,36 @@ def _parser() -> argparse.ArgumentParser:
         "never inside a git clone or the installed package)",
     )
     c.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: loopback)")
-    c.add_argument("--port", type=int, default=None, help="port (default: 8888 or next free)")
+    c.add_argument(
+        "--port", type=_at_least(1, 65535), default=None, help="port (default: 8888 or next free)"
+    )
     c.add_argument("--no-browser", action="store_true", help="do not open a browser")
     c.set_defaults(func=_cmd_lab)
     return p
 
 
+def exit_status(err: MmkitError) -> int:
+    """The exit status of a refused command: 2 (a usage error, as argparse's) for a bad
+    argument (``EINVAL``), else the kernel errno (``ENOENT`` 2, ``EEXIST`` 17, ``EBUSY`` 16,
+    ``ENOMEM`` 12, ``EPERM`` 1, ``ENOEXEC`` 8 for a plugin)."""
+    return 2 if isinstance(err, InvalidArgument) else err.errno
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``mmkit`` command; returns the exit status."""
+    """Run the ``mmkit`` command; returns the exit status (see :func:`exit_status`; 70, an
+    internal error, only for a bug in mmkit)."""
+    if argv is not None and (isinstance(argv, str) or not all(isinstance(a, str) for a in argv)):
+        print(
+            f"mmkit: error: arguments must be a list of strings, not {argv!r:.60}", file=sys.stderr
+        )
+        return 2
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except MmkitError as err:
-        print(f"mmkit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        message = " ".join(str(err).split())  # one line
+        print(f"mmkit {args.command}: error: {message}", file=sys.stderr)
+        return exit_status(err)
     except BrokenPipeError:
         return 0
     except Exception as err:  # a bug in mmkit: one line unless asked for the traceback

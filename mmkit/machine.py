@@ -27,9 +27,12 @@ import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
+from mmkit import _digest, _validate
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
-from mmkit.errors import Busy, InvalidArgument
+from mmkit.errors import Busy, InvalidArgument, PluginError
 from mmkit.events import KernelEvent, Step
 from mmkit.pgtable.tables import TablePageRecord
 from mmkit.pgtable.tlb import TLB
@@ -38,6 +41,20 @@ __all__ = ["Machine"]
 
 _M64 = (1 << 64) - 1
 _SZ_2M = 2 << 20
+#: PAGES_PER_SUBSECTION in bytes (SUBSECTION_SHIFT 21, v5.4 include/linux/mmzone.h)
+_SUBSECTION = 1 << 21
+
+
+def _check_machine_ready(desc: Any) -> None:
+    """A plugin descriptor without what the engine reads: a PluginError naming it."""
+    from mmkit.plugins import machine_missing
+
+    missing = machine_missing(desc)
+    if missing:
+        raise PluginError(
+            f"{getattr(desc, 'name', desc)!r} describes a layout only: a Machine needs "
+            f"{', '.join(missing)} on its descriptor (mmkit.plugins.MACHINE_ATTRIBUTES)"
+        )
 
 
 class Machine:
@@ -60,17 +77,35 @@ class Machine:
         **arch_options: Any,
     ) -> None:
         from mmkit import policies
-        from mmkit.mm.hotplug import HOTPLUG_KERNELS, ONLINE_TYPES
 
+        memory = _validate.machine_args(
+            arch=arch,
+            memory=memory,
+            policy=policy,
+            flags={
+                "rodata_full": rodata_full,
+                "debug_pagealloc": debug_pagealloc,
+                "fine": fine,
+                "record": record,
+            },
+            cpus=cpus,
+            vmalloc_areas=vmalloc_areas,
+            online_type=online_type,
+            unmap_kernel_at_el0=unmap_kernel_at_el0,
+            kernel=arch_options.get("kernel"),
+        )
         kernel = arch_options.pop("kernel", None)
-        if kernel is not None and kernel not in HOTPLUG_KERNELS:
-            raise InvalidArgument(f"unknown kernel version {kernel!r}", choices=HOTPLUG_KERNELS)
         if kernel is not None:
             # v5.5 lays memory out as v5.4 does; it differs in try_remove_memory's order
             arch_options["kernel"] = "v5.4" if kernel == "v5.5" else kernel
-        if online_type not in ONLINE_TYPES:
-            raise InvalidArgument(f"online_type {online_type!r}", choices=ONLINE_TYPES)
+        extra = sorted(set(arch_options) - {"kernel"})
+        if not isinstance(arch, str) and extra:
+            raise InvalidArgument(
+                f"options {extra} apply to a configuration name, not to a descriptor: "
+                "pass them to mmkit.arch.get() instead"
+            )
         self.desc = _arch.get(arch, **arch_options) if isinstance(arch, str) else arch
+        _check_machine_ready(self.desc)
         #: the kernel version whose generic hotplug code runs (layout era: ``desc.kernel``)
         self.kernel = kernel or self.desc.kernel
         self.online_type = online_type
@@ -135,10 +170,14 @@ class Machine:
 
     def lm_va(self, pa: int) -> int:
         """``__phys_to_virt(pa)``: where the linear map maps ``pa``."""
+        if not isinstance(pa, int | np.integer) or not 0 <= pa < 1 << 64:
+            _validate.address(pa, "pa")
         return (pa - self.physvirt_offset) & _M64
 
     def vmemmap_va(self, pfn: int) -> int:
         """Address of ``struct page`` for ``pfn`` (``pfn_to_page``, 64-byte struct page)."""
+        if not isinstance(pfn, int | np.integer) or not 0 <= pfn < 1 << 64:
+            _validate.address(pfn, "pfn")
         return (self.vmemmap_base + (pfn << 6)) & _M64
 
     def _check_boot_memory(self, memory: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -160,6 +199,7 @@ class Machine:
                 "the first boot memory range must hold at least 64 MiB "
                 "(kernel image and boot allocations)"
             )
+        _validate.boot_memory_fits(self, ranges)
         return ranges
 
     # ------------------------------------------------------------------- boot
@@ -168,6 +208,7 @@ class Machine:
         memblock (:func:`mmkit.mm.memblock.pfn_valid`)."""
         from mmkit.mm.memblock import pfn_valid
 
+        _validate.address(pfn, "pfn")
         bits = self.macros["SECTION_SIZE_BITS"]
         return pfn_valid(
             self.memblock,
@@ -357,7 +398,8 @@ class Machine:
         ``history`` when recording is on, each as it is yielded: it is complete (performed,
         results filled in) once the next one has been asked for, the last one when ``op``
         returns."""
-        keep = self.record if record is None else record
+        _validate.iterator(op, "op")
+        keep = self.record if record is None else _validate.boolean(record, "record")
         n = 0
         if keep:
             for step in op:
@@ -374,6 +416,7 @@ class Machine:
         ``history`` (when recording) as :meth:`run` adds steps."""
         from mmkit.pgtable.tlb import access
 
+        self._check_access(va, cpu)
         op = access(self, va, cpu)
         while True:
             try:
@@ -383,24 +426,42 @@ class Machine:
             if self.record:
                 self.history.append(step)
 
+    def _check_access(self, va: object, cpu: object) -> None:
+        """An access names a kernel VA (TTBR1: bits [63:vabits_actual] all ones; mmkit has
+        no user page tables for TTBR0) and one of this machine's CPUs."""
+        _validate.address(va, "va")
+        _validate.integer(cpu, "cpu", lo=0, hi=len(self.tlbs) - 1)
+        first = self.desc.kernel_va_start()
+        if va < first:  # type: ignore[operator]
+            raise InvalidArgument(
+                f"va={_validate.show(va)} is not a kernel address: the kernel's tables "
+                f"(TTBR1) translate [{first:#x}, 2**64), user addresses go through TTBR0, "
+                f"which mmkit does not model; use a kernel VA such as machine.lm_va(pa)"
+            )
+
     # --------------------------------------------------------------- queries
     def table_pages(self) -> list[TablePageRecord]:
         """One record per live table page (level, VA span, region, pfn, used entries)."""
         return self.pgtables.records()
 
-    def digest(self) -> tuple[object, ...]:
-        """A value equal before and after anything that changed nothing."""
-        return (
-            self.pgtables.digest(),
-            self.physmem.digest(),
-            tuple(self.hotplugged),
-            tuple(self.vmalloc_ranges),
-            self.memblock.snapshot(),
-            tuple(sorted((n, repr(sec)) for n, sec in self.sections.items())),
-            tuple(sorted((b, repr(blk)) for b, blk in self.blocks.items())),
-            self.sysfs.digest(),
-            tuple(self.resources),
-        )
+    #: attributes :meth:`digest` reads by value (see :mod:`mmkit._digest`)
+    DIGEST_ATTRIBUTES: tuple[str, ...] = _digest.DIGEST_ATTRIBUTES
+
+    def digest(self, *, log: bool = True) -> tuple[object, ...]:
+        """A value equal before and after anything that changed nothing: page tables, page
+        frames, memblock, sections, memory blocks, sysfs, the event log, the number of steps
+        in the history, the TLBI counts, every CPU's TLB and walk cache, the locks held and
+        by whom, and every other attribute an operation sets (``hotplugged``, ``resources``,
+        ``oops``, the vmalloc areas, ...).
+
+        It is a state, not a trace: two schedules that take the same steps in another order
+        and reach the same state have the same digest (the race explorer merges them). So
+        the history counts by its length (steps are only appended; a refused operation
+        appends none) and kernel events are compared without the history index they carry.
+        ``log=False`` leaves out the event log and the history: what is left tells whether
+        an operation that only warned (and took its steps) changed anything else.
+        """
+        return _digest.machine_digest(self, log=log)
 
     # --------------------------------------------------- generic memory hotplug
     def add_memory(self, nid: int, start: int, size: int) -> None:
@@ -428,19 +489,21 @@ class Machine:
 
     def block_of(self, pa: int) -> int:
         """The memory block id (the N of memoryN) holding ``pa``."""
-        return pa // self.desc.memory_block_size
+        return _validate.address(pa, "pa") // self.desc.memory_block_size
 
     # ------------------------------------------------------------ hotplug
-    def _check_range(self, start: int, size: int, what: str) -> None:
-        block = self.desc.memory_block_size
-        if not isinstance(start, int) or not isinstance(size, int):
-            raise InvalidArgument(f"{what}: start and size must be integers")
-        if size <= 0 or start < 0:
-            raise InvalidArgument(f"{what}: empty or negative range ({start:#x}, {size:#x})")
+    def _check_range(self, start: int, size: int, what: str, *, align: int | None = None) -> None:
+        """A range to hot-add or remove: integers, aligned to ``align`` (default: the memory
+        block size, as ``check_hotplug_memory_range()``), inside ``MAX_PHYSMEM_BITS`` and the
+        linear map."""
+        _validate.address(start, f"{what}: start")
+        _validate.integer(size, f"{what}: size", lo=1)
+        block = align or self.desc.memory_block_size
+        rule = "check_pfn_span" if align else "check_hotplug_memory_range"
         if start % block or size % block:
             raise InvalidArgument(
-                f"{what}: range ({start:#x}, {size:#x}) is not aligned to the memory block "
-                f"size {block:#x} (check_hotplug_memory_range); align both to it"
+                f"{what}: range ({start:#x}, {size:#x}) is not aligned to {block:#x} "
+                f"({rule}); align both start and size to it"
             )
         if start + size > 1 << self.macros["MAX_PHYSMEM_BITS"]:
             raise InvalidArgument(
@@ -463,16 +526,27 @@ class Machine:
         return any(s < start + size and start < s + n for s, n in ranges)
 
     def arch_add_memory(self, start: int, size: int) -> Iterator[Step]:
-        """``arch_add_memory()`` as steps (:func:`mmkit.pgtable.arch_hotplug.arch_add_memory`)."""
-        from mmkit.pgtable.arch_hotplug import arch_add_memory
+        """``arch_add_memory()`` as steps (:func:`mmkit.pgtable.arch_hotplug.arch_add_memory`).
 
+        Checked when called, before the first step: the errors of :meth:`hot_add`, with the
+        range aligned to a subsection (2 MiB) rather than a memory block: the kernel's
+        ``__add_pages()`` refuses less (``check_pfn_span()``, v5.4/v5.7
+        ``mm/memory_hotplug.c``: a ``WARN`` and ``-EINVAL``, after ``arch_add_memory()`` has
+        mapped the range, which it then unmaps); the model refuses before the first step."""
+        from mmkit.pgtable.arch_hotplug import arch_add_memory, check_hot_add
+
+        check_hot_add(self, start, size, align=_SUBSECTION)
         return arch_add_memory(self, start, size)
 
     def arch_remove_memory(self, start: int, size: int) -> Iterator[Step]:
         """``arch_remove_memory()`` as steps
-        (:func:`mmkit.pgtable.arch_hotplug.arch_remove_memory`)."""
-        from mmkit.pgtable.arch_hotplug import arch_remove_memory
+        (:func:`mmkit.pgtable.arch_hotplug.arch_remove_memory`).
 
+        Checked when called, before the first step: the errors of :meth:`hot_remove`, with
+        the range aligned to a subsection (``__remove_pages()``'s ``check_pfn_span()``)."""
+        from mmkit.pgtable.arch_hotplug import arch_remove_memory, check_hot_remove
+
+        check_hot_remove(self, start, size, align=_SUBSECTION)
         return arch_remove_memory(self, start, size)
 
     def hot_add(self, start: int, size: int) -> None:
@@ -485,7 +559,7 @@ class Machine:
         """
         from mmkit.pgtable.arch_hotplug import check_hot_add
 
-        check_hot_add(self, start, size)
+        check_hot_add(self, start, size)  # whole memory blocks, as add_memory() takes them
         self.run(self.arch_add_memory(start, size))
 
     def hot_remove(self, start: int, size: int) -> None:

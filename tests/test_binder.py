@@ -45,7 +45,10 @@ def test_runtime_is_python_311() -> None:
 def test_requirements_are_exact_pins_plus_the_kit() -> None:
     reqs = _requirements()
     assert "." in reqs, "binder/requirements.txt must install the kit itself ('.')"
-    pins = [r for r in reqs if r != "."]
+    local = [r for r in reqs if r.startswith("./plugins/")]
+    assert "./plugins/mmkit-vmap-guard" in local, "lesson 07 runs the vmap-guard policies"
+    assert all((ROOT / r / "pyproject.toml").is_file() for r in local), local
+    pins = [r for r in reqs if r != "." and r not in local]
     loose = [r for r in pins if not re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*", r)]
     assert not loose, f"Binder requirements must be exact pins (name==version): {loose}"
     names = {r.split("==")[0].lower().replace("_", "-") for r in pins}

@@ -148,7 +148,7 @@ def test_stepping_a_blocked_thread_is_refused_and_changes_nothing(make, schedule
     before = state()
     first, second = schedule
     for name, lock in ((first, MEM), (second, DEVICE)):
-        with pytest.raises(InvalidArgument, match=f"^thread {name} is blocked on {lock}$"):
+        with pytest.raises(InvalidArgument, match=f"^thread {name} is blocked on {lock};"):
             s.step(name)
         assert state() == before
 

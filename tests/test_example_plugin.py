@@ -1,5 +1,6 @@
-"""The example plugin, pip-installed with mmkit into a fresh venv, is found through its entry
-point: by the registry, by ``mmkit.arch`` and by ``mmkit plugins``.
+"""The example plugins, pip-installed (editable, as their authors work) with mmkit into a fresh
+venv, are found through their entry points: by the registry, by ``mmkit.arch``, by ``mmkit
+plugins`` and, for the policy, by ``mmkit compare``.
 
 The sources are copied first, so building them leaves no ``build/`` or ``*.egg-info`` in
 the repository. Building uses the venv's own setuptools (``--no-build-isolation``), upgraded
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "plugins" / "mmkit-example-arch"
+GUARD = ROOT / "plugins" / "mmkit-vmap-guard"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".*")
 
 
@@ -54,6 +56,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, src / "mmkit" / name)
     shutil.copytree(EXAMPLE, src / "mmkit-example-arch", ignore=_IGNORE)
+    shutil.copytree(GUARD, src / "mmkit-vmap-guard", ignore=_IGNORE)
     # The venv must see only what pip installs into it: no PYTHONPATH, no outer venv, and
     # no MMKIT_DISABLE_PLUGINS from the developer's shell. pip's own settings (index,
     # proxy, certificates) stay.
@@ -68,7 +71,15 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     pip = [str(v.python), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
     _run([*pip, "setuptools>=77"], root, env)
     _run(
-        [*pip, "--no-build-isolation", str(src / "mmkit"), str(src / "mmkit-example-arch")],
+        [
+            *pip,
+            "--no-build-isolation",
+            str(src / "mmkit"),
+            "-e",
+            str(src / "mmkit-example-arch"),
+            "-e",
+            str(src / "mmkit-vmap-guard"),
+        ],
         root,
         env,
     )
@@ -125,3 +136,23 @@ def test_disabled_example_is_not_even_imported(venv):
     (toy,) = [r for r in result["reports"] if r["name"] == "toy"]
     assert toy["status"] == "disabled"
     assert result["imported"] is False
+
+
+def test_the_policy_plugin_is_in_plugins_and_compare(venv):
+    out = _run([str(venv.bin / "mmkit"), "plugins"], venv.root, venv.env)
+    (line,) = [ln for ln in out.splitlines() if ln.split()[:2] == ["mmkit.policy", "vmap-guard"]]
+    assert line.split()[2:5] == ["mmkit-vmap-guard", "0.1.0", "ok"]
+    out = _run(
+        [
+            str(venv.bin / "mmkit"),
+            "compare",
+            "teach-4k-39",
+            "--block",
+            "0x4000000000",
+            "--format",
+            "json",
+        ],
+        venv.root,
+        venv.env,
+    )
+    assert "vmap-guard" in {row["policy"] for row in json.loads(out)}

@@ -28,6 +28,8 @@ def _show(answer: object) -> list[str]:
         return [", ".join(sorted(answer))] if answer else ["no"]
     if isinstance(answer, tuple):
         return [str(answer[0])]
+    if isinstance(getattr(answer, "name", None), str):  # a policy object
+        return [answer.name]  # type: ignore[attr-defined]
     return [str(answer)]
 
 

@@ -6,6 +6,9 @@ take and release locks, and do thread-private work. Brute force enumerates every
 each end state with the explorer's own state function. The explorer must reach exactly the
 same end states: with no bound, with the local-step reduction, and within each preemption
 bound (counted as the explorer counts: a switch away from a thread that could have gone on).
+With a failing condition it must find a failing schedule exactly when brute force does, and
+its shortest one must fail when replayed, stay within the bound and be as short as the
+shortest brute force finds.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 
 from mmkit.events import KernelEvent, Step
 from mmkit.sched import Scheduler, Thread
-from mmkit.sched.explore import _state_key, explore
+from mmkit.sched.explore import _state_key, explore, replay
 
 VARS = ("x", "y")
 LOCKS = ("L1", "L2")
@@ -112,6 +115,41 @@ def brute_force(make):
     return out
 
 
+def preemptions(make, schedule):
+    s, spent = Scheduler(make), 0
+    for a, b in itertools.pairwise([None, *schedule]):
+        if a is not None and a != b and a in s.runnable():
+            spent += 1
+        s.step(b)
+    return spent
+
+
+def shortest_failures(make, failing):
+    """Preemptions spent -> fewest steps of a prefix that spends them and fails."""
+    out: dict[int, int] = {}
+    stack: list[list[str]] = [[]]
+    while stack:
+        prefix = stack.pop()
+        s = Scheduler(make)
+        s.follow(prefix)
+        if failing(s):
+            spent = preemptions(make, prefix)
+            out[spent] = min(out.get(spent, len(prefix)), len(prefix))
+            continue
+        stack.extend([*prefix, n] for n in s.runnable())
+    return out
+
+
+def within(truth, bound):
+    """The fewest steps of a failing prefix with at most ``bound`` preemptions, or None."""
+    return min((n for spent, n in truth.items() if spent <= bound), default=None)
+
+
+def x_is_even(s):
+    """A condition of the state (so the state cache may merge prefixes that reach it)."""
+    return s.machine.vars["x"] % 2 == 0
+
+
 def never(_):
     return False
 
@@ -129,3 +167,41 @@ def test_the_explorer_reaches_exactly_the_end_states_of_brute_force(program):
     for bound in (0, 1):
         within = explore(make, bound=bound, failing=never)
         assert within.classes == sum(1 for p in truth.values() if p <= bound)
+
+
+@settings(max_examples=max(20, settings().max_examples // 2), deadline=None)
+@given(program=programs)
+def test_the_shortest_failure_is_as_short_as_brute_force_finds(program):
+    make = factory(program)
+    truth = shortest_failures(make, x_is_even)
+    total = sum(len(ops) for ops in program)
+    for bound in (0, 1, 2, total):
+        result = explore(make, bound=bound, failing=x_is_even)
+        expected = within(truth, bound)
+        assert result.found is (expected is not None)
+        if not result.found:
+            continue
+        schedule = result.shortest.split()
+        assert len(schedule) == expected
+        assert x_is_even(replay(make, result.shortest))
+        assert preemptions(make, schedule) <= bound
+
+
+@settings(max_examples=max(20, settings().max_examples // 2), deadline=None)
+@given(program=programs)
+def test_with_local_steps_a_failure_is_found_exactly_when_brute_force_finds_one(program):
+    """Never switching just before a local step still finds every failure; the schedule
+    it reports fails and stays within the bound (it may carry local steps the thread could
+    have taken later, so it is no shorter than brute force's)."""
+    make = factory(program)
+    truth = shortest_failures(make, x_is_even)
+    for bound in (0, 1, 2):
+        result = explore(
+            make, bound=bound, failing=x_is_even, local=lambda step: step.action == "call"
+        )
+        expected = within(truth, bound)
+        assert result.found is (expected is not None)
+        if expected is not None:
+            assert len(result.shortest.split()) >= expected
+            assert x_is_even(replay(make, result.shortest))
+            assert preemptions(make, result.shortest.split()) <= bound

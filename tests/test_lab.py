@@ -520,9 +520,14 @@ def test_quick_start_commands_are_the_ones_that_work() -> None:
     import tomllib
 
     first, second = _quick_start_commands()
+    plugins = ("plugins/mmkit-vmap-guard", "plugins/mmkit-x86_64")
     assert first == (
-        "python3 -m venv .venv && .venv/bin/pip install -e '.[lab]' && .venv/bin/mmkit lab"
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[lab]' "
+        + " ".join(f"-e {p}" for p in plugins)
+        + " && .venv/bin/mmkit lab"
     )
+    for p in plugins:  # the example plugins lesson 07 runs are packages of this repository
+        assert (ROOT / p / "pyproject.toml").is_file(), p
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["scripts"]["mmkit"] == "mmkit.cli:main"
     lab_extra = " ".join(project["optional-dependencies"]["lab"])

@@ -94,3 +94,13 @@ def test_titles_integers_and_determinism():
     teach = comparison_figure(compare_policies("teach-4k-39", blocks=[0x40_0000_0000]))
     assert "teaching layout" in teach.layout.title.text
     assert any(a.name == "nothing-left" for a in teach.layout.annotations)
+
+
+def test_long_policy_names_slant_so_they_never_meet():
+    rows = [r for r in _rows() if r.policy in ("naive", "v3", "v6", "v7", "v5.7")]
+    upright = comparison_figure(rows)
+    assert {ax.tickangle for ax in (upright.layout.xaxis, upright.layout.xaxis3)} == {0}
+    long = [dataclasses.replace(r, policy=f"{r.policy}-from-a-plugin-package") for r in rows]
+    slanted = comparison_figure(long)
+    assert slanted.layout.xaxis.tickangle == slanted.layout.xaxis3.tickangle == -35
+    assert slanted.layout.margin.b > upright.layout.margin.b

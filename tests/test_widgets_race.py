@@ -142,7 +142,7 @@ def test_failing_schedule_by_clicks_shows_the_banner(naive_shortest: str) -> Non
         for line in report.splitlines():
             assert line in rx.banner.value
     assert "You win" in rx.goal.value
-    assert rx.scheduler.machine.digest() == truth.machine.digest()
+    assert rx.scheduler.machine.digest(log=False) == truth.machine.digest(log=False)
     # the swimlane marks the failing step and its event, and is the static figure
     marks = [a.text for a in rx.figure.layout.annotations if a.name == "event"]
     assert len(marks) == 1 and "use-after-free in walk_" in marks[0]
@@ -201,7 +201,7 @@ def test_load_into_stepper_gives_the_replayed_state(naive_shortest: str) -> None
     truth = replay(ptdump_race("arm64-4k-48", "naive").factory, naive_shortest)
     assert stepper.position == len(truth.schedule)
     assert stepper.session.sched.schedule == truth.schedule
-    assert stepper.machine.digest() == truth.machine.digest()
+    assert stepper.machine.digest(log=False) == truth.machine.digest(log=False)
     assert [e.report() for e in stepper.machine.events] == [
         e.report() for e in truth.machine.events
     ]
@@ -220,7 +220,8 @@ def test_explore_progress_is_reported_while_searching() -> None:
     rx.explore(bound=2)
     assert len(seen) > 3  # updated during the search, not only at the end
     assert all(v <= m for v, m in seen)
-    assert seen[-1][0] == seen[-1][1] == bar.max
+    # the bar ends full (its max shrinks to the paths explored, whatever it grew to)
+    assert seen[-1][0] == bar.value == bar.max
 
 
 def test_policy_switch_changes_the_verdict() -> None:
@@ -252,7 +253,7 @@ def test_policy_switch_keeps_a_valid_schedule_and_resets_an_invalid_one() -> Non
     assert "kept the 2 steps" in rx.notice_html.value
     truth = ptdump_race("arm64-4k-48", "v3").scheduler()
     truth.follow(["P", "P"])
-    assert rx.scheduler.machine.digest() == truth.machine.digest()
+    assert rx.scheduler.machine.digest(log=False) == truth.machine.digest(log=False)
     rx.set_policy("naive")
     rx.reset()
     for _ in range(2):
@@ -272,7 +273,7 @@ def test_undo_and_reset() -> None:
     assert rx.scheduler.schedule == ["V", "V"]
     truth = vmalloc_race("teach-4k-39", "naive").scheduler()
     truth.follow(["V", "V"])
-    assert rx.scheduler.machine.digest() == truth.machine.digest()
+    assert rx.scheduler.machine.digest(log=False) == truth.machine.digest(log=False)
     rx.reset_button.click()
     assert rx.scheduler.schedule == [] and rx.undo_button.disabled
 

@@ -24,7 +24,7 @@ from mmkit.arch.base import (
     SharedTable,
     format_size,
 )
-from mmkit.errors import MmkitError
+from mmkit.errors import InvalidArgument, MmkitError, UnknownName
 
 __all__ = [
     "KERNEL_ERAS",
@@ -55,7 +55,42 @@ def get(name: str, **options: Any) -> ArchDescriptor:
     """
     from mmkit import plugins
 
+    _check_options(name, options)
     return plugins.create_arch(name, **options)
+
+
+#: the options every built-in family takes, by the type each must have (a plugin's own
+#: options pass through to it unchecked)
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "kernel": (str,),
+    "kasan": (str, type(None)),
+    "vabits_actual": (int,),
+    "pa_bits": (int,),
+    "ghes": (bool,),
+    "sdei": (bool,),
+    "kpti": (bool,),
+    "relocatable": (bool,),
+}
+
+
+def _check_options(name: object, options: dict[str, Any]) -> None:
+    """``get()``'s arguments by type, before any plugin sees them."""
+    from mmkit._validate import show, text
+
+    text(name, "name")
+    if len(name) > 64:  # no configuration is named like this; keep the message short
+        raise UnknownName(f"unknown configuration {show(name)}", choices=names())
+    for key, value in options.items():
+        types = _OPTION_TYPES.get(key)
+        if types is None:
+            continue
+        wrong = not isinstance(value, types) or (bool not in types and isinstance(value, bool))
+        if wrong:
+            words = {bool: "True or False", int: "an integer", str: "a string"}
+            expected = " or ".join(words.get(t, "None") for t in types)
+            raise InvalidArgument(
+                f"{name}: option {key}={show(value)} must be {expected}, not {type(value).__name__}"
+            )
 
 
 def config_rows(**options: Any) -> list[dict[str, object]]:

@@ -288,6 +288,8 @@ class Arm64Descriptor:
 
     def region_of(self, va: int) -> Region:
         """The region holding ``va``."""
+        if not isinstance(va, int) or not 0 <= va < 1 << 64:
+            raise InvalidArgument(f"VA {va!r:.40} is not a 64-bit unsigned integer")
         for r in self.regions:
             if va in r:
                 return r

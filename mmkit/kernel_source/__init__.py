@@ -12,7 +12,8 @@ is one listing per variant: ``try_remove_memory()`` in v5.3/v5.4, v5.5 and v5.7,
 ``ptdump_show()`` with and without ``get_online_mems()``, ``free_empty_tables()`` of V6/V7
 and of v5.7 (floor and ceiling), V3's single pass, and so on. :func:`listing` picks the
 variant a machine runs from its kernel era (``machine.kernel``) and its hotplug policy
-(``machine.policy``, or a policy name).
+(``machine.policy``, or a policy name). A policy that runs code of its own (another
+architecture's teardown) may carry ``listings``, built with :func:`source`: they come first.
 
 The engine's step line is either one of the listing's lines verbatim or matched by a
 pattern attached to the line (for lines the engine prints with addresses or counts, and
@@ -44,9 +45,19 @@ from mmkit.kernel_source import (
     _teardown_v3,
     _walkers,
 )
-from mmkit.kernel_source._listing import Listing
+from mmkit.kernel_source._listing import Listing, source
+from mmkit.policies.base import hook
 
-__all__ = ["WIDTH", "Listing", "functions", "listing", "listing_html", "locate", "variants"]
+__all__ = [
+    "WIDTH",
+    "Listing",
+    "functions",
+    "listing",
+    "listing_html",
+    "locate",
+    "source",
+    "variants",
+]
 
 _MODULES = (_hotplug, _arch_hotplug, _mapping, _teardown, _teardown_v3, _walkers)
 _REGISTRY: dict[str, list[Listing]] = {}
@@ -83,10 +94,13 @@ def listing(function: str, kernel: str | None = None, policy: Any = None) -> Lis
     Without a kernel or policy, that constraint is not applied; the first variant that
     fits is chosen (the merged v5.7 form comes first), else the first variant.
     """
+    pol = _policy(policy)
+    for ls in hook(pol, "listings") or ():  # a policy's own code (OPTIONAL_HOOKS)
+        if ls.function == function and ls.applies(kernel, None):
+            return ls  # type: ignore[no-any-return]
     options = variants(function)
     if not options:
         return None
-    pol = _policy(policy)
     for ls in options:
         if ls.applies(kernel, pol):
             return ls

@@ -50,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mmkit._validate import integer, show
 from mmkit.errors import Busy, Exists, InvalidArgument, NotFound, NotPermitted
 from mmkit.events import Step
 from mmkit.mm.memblock import MemblockFlags, pfn_valid
@@ -107,9 +108,9 @@ def get_nid_for_pfn(m: Machine, pfn: int) -> int:
 def check_add(m: Machine, nid: int, start: int, size: int) -> None:
     """Everything ``add_memory`` would refuse, checked before anything changes."""
     m._check_range(start, size, "add_memory")
-    if not isinstance(nid, int) or not 0 <= nid < MAX_NUMNODES:
+    if not isinstance(nid, int) or isinstance(nid, bool) or not 0 <= nid < MAX_NUMNODES:
         raise InvalidArgument(
-            f"add_memory: node {nid!r} does not exist (MAX_NUMNODES = "
+            f"add_memory: node {show(nid)} does not exist (MAX_NUMNODES = "
             f"{MAX_NUMNODES}); use a node id from 0 to {MAX_NUMNODES - 1}"
         )
     if m._overlaps(start, size, m.hotplugged):
@@ -148,8 +149,13 @@ def check_remove(m: Machine, start: int, size: int) -> None:
 
 # ---------------------------------------------------------------------- add path
 def add_memory(m: Machine, nid: int, start: int, size: int) -> Iterator[Step]:
-    """``add_memory(nid, start, size)``: the whole v5.4/v5.7 hot-add path."""
+    """``add_memory(nid, start, size)``: the whole v5.4/v5.7 hot-add path (checked when
+    called, before the first step: :func:`check_add`)."""
     check_add(m, nid, start, size)
+    return _add_memory(m, nid, start, size)
+
+
+def _add_memory(m: Machine, nid: int, start: int, size: int) -> Iterator[Step]:
     fn = "add_memory"
     yield from m.lock(fn, "device_hotplug_lock")
     yield _step("call", "__add_memory", f"register_memory_resource({start:#x}, {size:#x})")
@@ -224,13 +230,32 @@ def add_memory(m: Machine, nid: int, start: int, size: int) -> Iterator[Step]:
 
 
 def online_memory_block(m: Machine, block_id: int, online_type: str = "online") -> Iterator[Step]:
-    """``memory_subsys_online`` → ``online_pages``: a block becomes usable memory."""
-    blk = m.blocks.get(block_id)
-    if blk is None:
-        raise NotFound(f"memory{block_id} does not exist")
+    """``memory_subsys_online`` → ``online_pages``: a block becomes usable memory (checked
+    when called, before the first step)."""
+    blk = _block(m, block_id)
     if online_type not in ONLINE_TYPES[1:]:
-        raise InvalidArgument(f"online type {online_type!r}", choices=ONLINE_TYPES[1:])
+        raise InvalidArgument(
+            f"online type {show(online_type)} (echo it to memory{block_id}/state)",
+            choices=ONLINE_TYPES[1:],
+        )
     m._check_oops("online_pages")
+    return _online_memory_block(m, blk, online_type)
+
+
+def _block(m: Machine, block_id: object) -> MemoryBlock:
+    integer(block_id, "block_id", lo=0)
+    blk = m.blocks.get(block_id)  # type: ignore[call-overload]
+    if blk is None:
+        raise NotFound(
+            f"memory{block_id} does not exist (present: "
+            f"{', '.join(f'memory{b}' for b in sorted(m.blocks)[:8])}"
+            f"{', ...' if len(m.blocks) > 8 else ''}); add memory there first"
+        )
+    return blk  # type: ignore[no-any-return]
+
+
+def _online_memory_block(m: Machine, blk: MemoryBlock, online_type: str) -> Iterator[Step]:
+    block_id = blk.id
     if blk.state == "online":
         return  # memory_subsys_online(): already online is success
     fn = "online_pages"
@@ -248,13 +273,11 @@ def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
     """``memory_subsys_offline`` → ``offline_pages`` (v5.7 order): ``-EBUSY`` when
     ``start_isolate_page_range()`` finds unmovable pages, then ``-EPERM`` when a
     ``MEM_GOING_OFFLINE`` notifier says ``NOTIFY_BAD`` (the policy's boot-memory notifier on
-    an early section; module docstring)."""
-    blk = m.blocks.get(block_id)
-    if blk is None:
-        raise NotFound(f"memory{block_id} does not exist")
+    an early section; module docstring). Checked when called, before the first step."""
+    blk = _block(m, block_id)
     m._check_oops("offline_pages")
     if blk.state == "offline":
-        return
+        return iter(())
     early = is_early(m, blk)
     if blk.unmovable:
         what = (
@@ -272,6 +295,11 @@ def offline_memory_block(m: Machine, block_id: int) -> Iterator[Step]:
             f"offline memory{block_id}: notifier failure: prevent_bootmem_remove_notifier "
             "returned NOTIFY_BAD for an early section (boot memory is never removed)"
         )
+    return _offline_memory_block(m, blk)
+
+
+def _offline_memory_block(m: Machine, blk: MemoryBlock) -> Iterator[Step]:
+    block_id = blk.id
     fn = "offline_pages"
     yield from m.lock(fn, "mem_hotplug_lock", mode="write")
     yield _step("device", fn, f"memory{block_id}: MEM_GOING_OFFLINE")
@@ -355,8 +383,13 @@ def memblock_last(m: Machine) -> bool:
 
 def remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     """``remove_memory(nid, start, size)`` → ``try_remove_memory`` in the kernel's order
-    (and the policy's memblock order, :func:`memblock_last`)."""
+    (and the policy's memblock order, :func:`memblock_last`). Checked when called, before the
+    first step (:func:`check_remove`)."""
     check_remove(m, start, size)
+    return _remove_memory(m, start, size)
+
+
+def _remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     fn = "try_remove_memory"
     last = memblock_last(m)
     yield from m.lock("remove_memory", "device_hotplug_lock")
@@ -409,9 +442,7 @@ def allocate_unmovable(m: Machine, block_id: int) -> None:
     Only ZONE_NORMAL takes such allocations: a block onlined ``online_movable`` refuses
     (``-EBUSY``), which is why movable onlining is what makes memory removable again.
     """
-    blk = m.blocks.get(block_id)
-    if blk is None:
-        raise NotFound(f"memory{block_id} does not exist")
+    blk = _block(m, block_id)
     if blk.state != "online":
         raise Busy(f"memory{block_id} is {blk.state}: nothing can be allocated from it")
     if blk.online_type == "online_movable":

@@ -324,6 +324,9 @@ def ptdump_walk(
     >>> sorted(recs[1].tokens)
     ['AF', 'BLK', 'MEM/NORMAL-TAGGED', 'NG', 'NX', 'RW', 'SHD', 'UXN']
     """
+    hooks = getattr(m.desc, "machine_hooks", None)  # another architecture's own dump
+    if hooks is not None and hasattr(hooks, "ptdump_walk"):
+        return hooks.ptdump_walk(m, start=start, end=end)  # type: ignore[no-any-return]
     d = m.desc
     era = _era(d.kernel, d.levels)
     lo = _walk_base(m) if start is None else start
@@ -350,5 +353,9 @@ def _walk(m: Machine, era: _Era, st: _NotePage, lo: int, hi: int) -> Iterator[Pt
 
 
 def ptdump(m: Machine) -> str:
-    """``cat /sys/kernel/debug/kernel_page_tables`` on the machine (its era's format)."""
+    """``cat /sys/kernel/debug/kernel_page_tables`` on the machine (its era's format, or
+    the text of the architecture's own dump when its machine hooks have one)."""
+    hooks = getattr(m.desc, "machine_hooks", None)
+    if hooks is not None and hasattr(hooks, "ptdump"):
+        return str(hooks.ptdump(m))
     return format_ptdump(ptdump_walk(m), m.desc.kernel)

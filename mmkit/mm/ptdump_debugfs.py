@@ -109,8 +109,8 @@ class _Walk:
         while i < level.ptrs and not self.died:
             at = va + i * size
             raw = int(arr[i])
-            if leaf_level or not raw or raw & 0b11 == 0b01:  # a run the walker only notes
-                n = _run(arr, i, level.ptrs, leaf_level)
+            if leaf_level or not raw or pt.is_sect(raw):  # a run the walker only notes
+                n = _run(arr, i, level.ptrs, leaf_level, pt.fmt.table_match)
                 step = Step(
                     "read",
                     fn,
@@ -133,10 +133,10 @@ class _Walk:
             yield step
             self._check_live(table, depth, at)
             raw = step.old = int(arr[i])
-            if not raw or raw & 0b11 == 0b01:  # none or a block now: noted, next entry
+            if not raw or pt.is_sect(raw):  # none or a block now: noted, next entry
                 i += 1
                 continue
-            if not raw & 0b10:  # neither none nor a section nor a table
+            if not pt.is_table(raw, False):  # neither none nor a section nor a table
                 m.bug(fn, f"BUG_ON({name}_bad({name})): {raw:#x} at VA {at:#x}", va=at)
                 self.died = True
                 return
@@ -157,20 +157,23 @@ class _Walk:
             yield again  # walk_p?d() reads the parent entry again to find its table
             self._check_live(table, depth, at)
             raw = again.old = int(arr[i])
-            if raw & 0b10 and pt.next_table(raw) in pt.content:
+            if pt.is_table(raw, False) and pt.next_table(raw) in pt.content:
                 again.result = (*path, pt.next_table(raw))
                 yield from self.table(depth + 1, pt.next_table(raw), at, path)
             i += 1
 
 
-def _run(arr: np.ndarray, i: int, n: int, leaf_level: bool) -> int:
+def _run(arr: np.ndarray, i: int, n: int, leaf_level: bool, table_match: tuple[int, int]) -> int:
     """How many entries from ``i`` the walker only notes in one go: a run of none entries,
-    or (in a leaf table) of set entries, or above it of blocks."""
+    or (in a leaf table) of set entries, or above it of blocks (valid, bit 0, and not a
+    table as the entry format's ``table_match`` says)."""
     vals = arr[i:n]
     if not int(vals[0]):
         stop = np.flatnonzero(vals)
     elif leaf_level:
         stop = np.flatnonzero(vals == 0)
     else:
-        stop = np.flatnonzero((vals & np.uint64(3)) != np.uint64(1))
+        mask, value = np.uint64(table_match[0]), np.uint64(table_match[1])
+        block = ((vals & np.uint64(1)) == 1) & ((vals & mask) != value)
+        stop = np.flatnonzero(~block)
     return int(stop[0]) if len(stop) else len(vals)

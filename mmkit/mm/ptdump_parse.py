@@ -48,6 +48,12 @@ def parse_ptdump(text: str) -> list[PtdumpRecord]:
     >>> recs[1].mapped, recs[2].size == 0x210000, sorted(recs[2].tokens)[:3]
     (False, True, ['AF', 'MEM/NORMAL', 'NX'])
     """
+    if not isinstance(text, str):
+        raise InvalidArgument(
+            f"parse_ptdump: expected the text of kernel_page_tables as a str, got "
+            f"{type(text).__name__}"
+            + ("; decode it first: data.decode()" if isinstance(text, bytes | bytearray) else "")
+        )
     out: list[PtdumpRecord] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -87,4 +93,5 @@ def parse_ptdump(text: str) -> list[PtdumpRecord]:
 
 
 def _bad_line(lineno: int, line: str, why: str) -> InvalidArgument:
-    return InvalidArgument(f"ptdump text line {lineno}: {line!r}: {why}")
+    shown = line if len(line) <= 120 else f"{line[:100]}...({len(line)} characters)"
+    return InvalidArgument(f"ptdump text line {lineno}: {shown!r}: {why}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
-from mmkit.arch import pte as hw
 from mmkit.events import Step
 
 if TYPE_CHECKING:
@@ -242,7 +241,7 @@ def vmalloc(
         pfn = yield from m.alloc_backing(0, "vmalloc", "__vmalloc_area_node")
         pfns.append(pfn)
     m.vmalloc_backing[va] = pfns
-    yield from vmap_page_range(m, va, pfns, hw.kernel_prot("PAGE_KERNEL", ng=m.ng))
+    yield from vmap_page_range(m, va, pfns, m.pgtables.fmt.kernel_prot("PAGE_KERNEL", ng=m.ng))
     return va
 
 

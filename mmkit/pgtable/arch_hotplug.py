@@ -24,6 +24,7 @@ from mmkit.pgtable.mapping import (
 )
 from mmkit.pgtable.remove_pagetable import PTL
 from mmkit.pgtable.teardown import free_empty_tables, remove_pagetable, unmap_hotplug_range
+from mmkit.policies.base import call_hook, frees_vmemmap_tables, hook
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -44,9 +45,16 @@ def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     linear map, then ``__add_pages()`` (``vmemmap_populate`` per section), and if that
     fails the linear map is torn down again and ``-ENOMEM`` is raised. The last step,
     ``return 0``, records the range in ``hotplugged`` when performed."""
+    from mmkit.boot import linear_map_prot, machine_hooks_of
+
+    hooks = machine_hooks_of(m.desc)
+    if hooks is not None and hasattr(hooks, "arch_add_memory"):  # the architecture's own
+        yield from hooks.arch_add_memory(m, start, size)
+        m.hotplugged.append((start, size))
+        m.hotplugged.sort()
+        return
     fn = "arch_add_memory"
     yield Step("call", fn, f"arch_add_memory(nid, {start:#x}, {size:#x}, params)")
-    from mmkit.boot import linear_map_prot
 
     flags = NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS if m.rodata_full or m.debug_pagealloc else 0
     # params->pgprot: PAGE_KERNEL, or v6.1's pgprot_mhp(PAGE_KERNEL) (tagged)
@@ -91,7 +99,10 @@ def vmemmap_free(m: Machine, start: int, end: int) -> Iterator[Step]:
     VMEMMAP_END))."""
     p = m.policy
     yield Step("call", "vmemmap_free", f"vmemmap_free({start:#x}, {end:#x}, NULL)", va=start)
-    free_tables = p.frees_vmemmap_tables(m.desc.vmalloc_vmemmap_overlap.overlap)
+    # V7's test is arm64's (an early_initcall of its mmu.c): a layout without it never
+    # "overlaps", so V7 frees there as V3 did
+    report = getattr(m.desc, "vmalloc_vmemmap_overlap", None)
+    free_tables = frees_vmemmap_tables(p, report is not None and report.overlap)
     bounds = None
     if p.vmemmap_tables == "floor-ceiling":
         bounds = (m.macros["VMEMMAP_START"], m.desc.vmemmap_end)
@@ -132,18 +143,22 @@ def arch_remove_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
     """``arch_remove_memory(nid, start, size, altmap)``: ``__remove_pages()`` (each
     section's ``vmemmap_free``), then ``__remove_pgd_mapping()`` of the linear map. The
     last step, ``return``, takes the range out of ``hotplugged`` when performed."""
-    yield Step(
-        "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
-    )
-    sec = 1 << m.macros["SECTION_SIZE_BITS"]
-    for s in range(start, start + size, sec):
-        yield from vmemmap_free(
-            m,
-            m.vmemmap_va(s >> m.desc.page_shift),
-            m.vmemmap_va((s + sec) >> m.desc.page_shift),
+    own = hook(m.policy, "arch_remove_memory")  # OPTIONAL_HOOKS: read here only
+    if own is not None:  # the policy's own teardown (another architecture's)
+        yield from call_hook(m.policy, "arch_remove_memory", m, start, size)
+    else:
+        yield Step(
+            "call", "arch_remove_memory", f"arch_remove_memory(nid, {start:#x}, {size:#x}, NULL)"
         )
-    yield from remove_pgd_mapping(m, m.lm_va(start), size)
-    yield Step("call", "arch_remove_memory", "return", va=m.lm_va(start))
+        sec = 1 << m.macros["SECTION_SIZE_BITS"]
+        for s in range(start, start + size, sec):
+            yield from vmemmap_free(
+                m,
+                m.vmemmap_va(s >> m.desc.page_shift),
+                m.vmemmap_va((s + sec) >> m.desc.page_shift),
+            )
+        yield from remove_pgd_mapping(m, m.lm_va(start), size)
+        yield Step("call", "arch_remove_memory", "return", va=m.lm_va(start))
     m.hotplugged = _without(m.hotplugged, start, size)
     m._boot_ranges = _without(m._boot_ranges, start, size)  # boot memory a policy let go
 
@@ -170,10 +185,10 @@ def pages_needed(m: Machine, size: int) -> int:
     return pages
 
 
-def check_hot_add(m: Machine, start: int, size: int) -> None:
+def check_hot_add(m: Machine, start: int, size: int, *, align: int | None = None) -> None:
     """What :meth:`Machine.hot_add <mmkit.machine.Machine.hot_add>` refuses, before anything
     changes: typed errors for a bad range, memory already present, or too little memory."""
-    m._check_range(start, size, "hot-add")
+    m._check_range(start, size, "hot-add", align=align)
     if m._overlaps(start, size, m._boot_ranges) or m._overlaps(start, size, m.hotplugged):
         raise Exists(
             f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
@@ -187,14 +202,14 @@ def check_hot_add(m: Machine, start: int, size: int) -> None:
         )
 
 
-def check_hot_remove(m: Machine, start: int, size: int) -> None:
+def check_hot_remove(m: Machine, start: int, size: int, *, align: int | None = None) -> None:
     """What :meth:`Machine.hot_remove <mmkit.machine.Machine.hot_remove>` refuses, before
     anything changes: a bad range, memory that is not all present, or boot memory that could
     not go offline: a block with unmovable (boot-allocated) pages (``-EBUSY``) or, under a
     policy with the boot-memory notifier, any early section (``-EPERM``; see
     :mod:`mmkit.mm.hotplug`). Boot memory a policy lets through is removed as the kernel
     would (its memmap's ``PageReserved`` pages warned about, and leaked)."""
-    m._check_range(start, size, "hot-remove")
+    m._check_range(start, size, "hot-remove", align=align)
     present = [*m.hotplugged, *m._boot_ranges]
     covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in present)
     if covered != size:

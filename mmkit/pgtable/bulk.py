@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmkit.arch import pte as hw
 from mmkit.events import Step
 
 if TYPE_CHECKING:
@@ -198,7 +197,7 @@ def map_table_run(
     if pt.pa_to_desc(phys + k * size - lsize) - first != k * size - lsize:
         return 0  # the output-address field is not linear over the run (52-bit PAs)
     cont_size = pt.geo.cont_pte_size
-    cont = hw.PTE_CONT if cont_size and not flags & NO_CONT_MAPPINGS and not phys % cont_size else 0
+    cont = pt.fmt.cont_bit if cont_size and not flags & NO_CONT_MAPPINGS and not phys % cont_size else 0
     name = level.name
     read = Step(
         "read",
@@ -230,9 +229,10 @@ def map_table_run(
     pt.new_tables(pfns, depth + 1, addr)
     alloc.pfn = pfns[0]
     alloc.tables = tuple(pfns)
-    descs = (np.array(pfns, dtype=_U64) << _U64(pt.page_shift)) | _U64(hw.PMD_TYPE_TABLE)
-    if pt.pa_bits == 52:
-        descs = np.array([pt.table_desc(p) for p in pfns], dtype=_U64)
+    kind = pt.table_desc(0)  # the format's table-type bits, with a zero address
+    descs = (np.array(pfns, dtype=_U64) << _U64(pt.page_shift)) | _U64(kind)
+    if any(int(descs[i]) != pt.table_desc(pfns[i]) for i in (0, -1)):  # a non-linear field
+        descs = np.array([pt.table_desc(p) for p in pfns], dtype=_U64)  # (52-bit PAs)
     line = f"__{name}_populate({name}p, {lname}_phys, {name.upper()}_TYPE_TABLE)"
     yield from _entry_steps(m, "write", fn_alloc, line, level, table, idx, addr, descs, True)
     first |= prot | cont

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmkit.arch import pte as hw
 from mmkit.events import Step
 from mmkit.pgtable.bulk import map_table_run
 
@@ -48,7 +47,12 @@ _FN_WRITE = {
     "pmd": "init_pmd",
     "pte": "init_pte",
 }
-_FN_ALLOC = {"pud": "alloc_init_pud", "pmd": "alloc_init_cont_pmd", "pte": "alloc_init_cont_pte"}
+_FN_ALLOC = {
+    "p4d": "alloc_init_p4d",  # 5-level paging (x86 la57); arm64 v5.4 folds the P4D
+    "pud": "alloc_init_pud",
+    "pmd": "alloc_init_cont_pmd",
+    "pte": "alloc_init_cont_pte",
+}
 
 
 def _child_table(
@@ -98,7 +102,7 @@ def _child_table(
             "mapped by a block",
             va=va_base,
         )
-    elif raw & 0b11 != 0b11:
+    elif not pt.is_table(raw, False):
         m.bug(fn, f"BUG_ON({level.name}_bad({level.name})) at va {va_base:#x}", va=va_base)
     return pt.next_table(raw)
 
@@ -244,13 +248,13 @@ def _leaf_runs(
     pt = m.pgtables
     level = pt.levels[depth]
     size = level.entry_size
-    attrs = prot if leaf else (prot & ~hw.PTE_TABLE_BIT) | hw.PTE_VALID  # mk_pmd_sect_prot
+    attrs = prot if leaf else pt.fmt.block_prot(prot)  # mk_pmd_sect_prot
     name = level.name
-    fn = _FN_WRITE[name] if leaf else ("init_pmd" if level.hw_level == 2 else "alloc_init_pud")
+    fn = _FN_WRITE[name] if leaf else ("init_pmd" if name == "pmd" else "alloc_init_pud")
     line = (
         "set_pte(ptep, pfn_pte(__phys_to_pfn(phys), __prot))"
         if leaf
-        else f"{'pmd' if level.hw_level == 2 else 'pud'}_set_huge(...p, phys, prot)"
+        else f"{'pmd' if name == 'pmd' else 'pud'}_set_huge(...p, phys, prot)"
     )
     use_cont = cont_size and not flags & NO_CONT_MAPPINGS
     # split into [head without CONT][cont-aligned middle][tail without CONT]
@@ -264,7 +268,7 @@ def _leaf_runs(
         a, b = cuts[i], cuts[i + 1]
         if a >= b:
             continue
-        cont = hw.PTE_CONT if (len(cuts) == 4 and i == 1) else 0
+        cont = pt.fmt.cont_bit if (len(cuts) == 4 and i == 1) else 0
         first = pt.pa_to_desc(phys + (a - addr)) | attrs | cont
         yield from _write_run(
             m, depth, table, level.index(a), (b - a) // size, a, first, size, fn, line
@@ -347,7 +351,7 @@ def vmemmap_populate(m: Machine, start: int, end: int, *, boot: bool = False) ->
             order = lvl.shift - pt.page_shift
             pfn = yield from m.alloc_backing(order, "vmemmap", fn, boot=boot)
             # PROT_SECT_DEFAULT includes PMD_MAYBE_NG, as PROT_DEFAULT has PTE_MAYBE_NG
-            prot = hw.kernel_prot("PROT_SECT_NORMAL" if block else "PAGE_KERNEL", ng=m.ng)
+            prot = pt.fmt.kernel_prot("PROT_SECT_NORMAL" if block else "PAGE_KERNEL", ng=m.ng)
             new = pt.pa_to_desc(pfn << pt.page_shift) | prot
             write = Step(
                 "write",

@@ -105,12 +105,13 @@ def shared_tables(m: Machine, removing: tuple[int, int] | None = None) -> list[S
     pt = m.pgtables
     static = dict(zip(getattr(m, "_static_tables", ()), _STATIC_NAMES, strict=False))
     out = []
-    for shared in m.desc.vmalloc_vmemmap_overlap.shared_tables:
+    report = getattr(m.desc, "vmalloc_vmemmap_overlap", None)  # arm64's; absent elsewhere
+    for shared in report.shared_tables if report is not None else ():
         depth = next(i for i, lv in enumerate(pt.levels) if lv.name == shared.level)
         table: int | None = pt.pgd_pfn
         for d in range(depth):
             raw = int(pt.content[table][pt.levels[d].index(shared.start)])
-            if raw & 0b11 != 0b11:
+            if not pt.is_table(raw, False):
                 table = None
                 break
             table = pt.next_table(raw)
@@ -122,7 +123,7 @@ def shared_tables(m: Machine, removing: tuple[int, int] | None = None) -> list[S
                 raw = int(arr[idx])
                 lo = shared.start + idx * level.entry_size
                 hi = lo + level.entry_size
-                if depth < len(pt.levels) - 1 and raw & 0b11 == 0b11:
+                if depth < len(pt.levels) - 1 and pt.is_table(raw, False):
                     child = pt.next_table(raw)
                     info = pt.info.get(child)
                     kind = pt.levels[depth + 1].name
@@ -162,7 +163,7 @@ def _emptied(m: Machine, raw: int, depth: int, lo: int, hi: int, removing: tuple
     pt = m.pgtables
     if removing[0] <= lo and hi <= removing[1]:
         return True
-    if depth == len(pt.levels) - 1 or raw & 0b11 != 0b11:
+    if depth == len(pt.levels) - 1 or not pt.is_table(raw, False):
         return False
     child = pt.next_table(raw)
     level = pt.levels[depth + 1]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmkit._readable import record_repr
-from mmkit.arch import pte as hw
+from mmkit.arch.pte_api import pte_format_of
 from mmkit.pgtable.store import TableStore
 
 if TYPE_CHECKING:
@@ -81,7 +81,9 @@ class PageTables:
         self.page_size = self.geo.page_size
         self.ptrs = self.geo.ptrs_per_table
         self.pa_bits = desc.pa_bits
-        self.addr_mask = hw.addr_mask(self.page_shift, self.pa_bits)
+        #: the entry format (the descriptor's ``pte_format``, arm64's by default)
+        self.fmt = pte_format_of(desc)
+        self.addr_mask = self.fmt.addr_mask
         #: frame contents of every page ever used as a table (pfn -> entries), by column
         self.content = TableStore(self.ptrs)
         #: live table pages (pfn -> info)
@@ -105,34 +107,27 @@ class PageTables:
     # ------------------------------------------------------------ descriptors
     def pa_to_desc(self, pa: int) -> int:
         """``__phys_to_pte_val``: place a PA in a descriptor's output-address field."""
-        if self.pa_bits == 52:
-            return (pa | (pa >> 36)) & self.addr_mask
-        return pa & self.addr_mask
+        return self.fmt.pa_to_entry(pa)
 
     def desc_to_pa(self, raw: int) -> int:
         """``__pte_to_phys``: the output address of a table or page descriptor."""
-        if self.pa_bits == 52:
-            field = raw & self.addr_mask
-            return (field & ~(0xF << 12) & ((1 << 48) - 1)) | ((field & (0xF << 12)) << 36)
-        return raw & self.addr_mask
+        return self.fmt.entry_to_pa(raw)
 
     def table_desc(self, pfn: int) -> int:
         """``__pmd_populate`` & co: a table descriptor pointing at table page ``pfn``."""
-        return self.pa_to_desc(pfn << self.page_shift) | hw.PMD_TYPE_TABLE
+        return self.fmt.table_entry(pfn << self.page_shift)
 
     def next_table(self, raw: int) -> int:
         """The pfn a table descriptor points at."""
         return self.desc_to_pa(raw) >> self.page_shift
 
-    @staticmethod
-    def is_table(raw: int, depth_is_leaf: bool) -> bool:
-        """``p?d_table()``: bits[1:0] == 0b11 above the leaf level."""
-        return not depth_is_leaf and raw & 0b11 == 0b11
+    def is_table(self, raw: int, depth_is_leaf: bool) -> bool:
+        """``p?d_table()``: a table entry above the leaf level (the entry format decides)."""
+        return self.fmt.is_table(raw, depth_is_leaf)
 
-    @staticmethod
-    def is_sect(raw: int) -> bool:
-        """``p?d_sect()``: a block descriptor, bits[1:0] == 0b01."""
-        return raw & 0b11 == 0b01
+    def is_sect(self, raw: int) -> bool:
+        """``p?d_sect()``: a block (huge leaf) entry (the entry format decides)."""
+        return self.fmt.is_block(raw)
 
     # ----------------------------------------------------------------- pages
     def new_table(

@@ -104,7 +104,7 @@ def _free_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        if bulk and int(arr[idx]) & 0b11 == 0b11:  # a run of empty leaf tables?
+        if bulk and pt.is_table(int(arr[idx]), False):  # a run of empty leaf tables?
             done = yield from free_table_run(
                 m, depth, table, addr, end, floor, ceiling, floor_ceiling
             )
@@ -118,7 +118,7 @@ def _free_level(
                 continue
         raw = yield from read_entry(fn, level, addr, table, idx, arr)
         if raw:
-            if raw & 0b11 != 0b11:
+            if not m.pgtables.is_table(raw, False):
                 m.warn(
                     fn,
                     f"WARN_ON(!{level.name}_present || !{level.name}_table || {level.name}_sect)",

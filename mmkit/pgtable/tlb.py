@@ -137,7 +137,7 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
         if not raw & 1:
             step.line = f"load {va:#x}: translation fault at level {level.hw_level}"
             return None
-        if depth < len(levels) - 1 and raw & 2:
+        if depth < len(levels) - 1 and pt.is_table(raw, False):
             span = level.entry_size
             child = pt.next_table(raw)
             start = va & ~(span - 1)
@@ -154,10 +154,17 @@ def access(m: Any, va: int, cpu: int = 0, *, fn: str = "reader") -> Iterator[Ste
 
 
 # ------------------------------------------------------------- TLB maintenance
+def _tlbi_ceiling(m: Machine) -> int:
+    """Pages past which ``flush_tlb_kernel_range()`` flushes everything: arm64's
+    ``MAX_TLBI_OPS``, or x86's ``tlb_single_page_flush_ceiling`` (arch/x86/mm/tlb.c)."""
+    mac = m.macros
+    return mac["MAX_TLBI_OPS"] if "MAX_TLBI_OPS" in mac else mac["tlb_single_page_flush_ceiling"]
+
+
 def flush_tlb_kernel_range(m: Machine, fn: str, start: int, end: int) -> Iterator[Step]:
     """``flush_tlb_kernel_range(start, end)`` (v5.4 tlbflush.h)."""
     pages = (end - start) >> m.desc.page_shift
-    if end - start > m.macros["MAX_TLBI_OPS"] * m.page_size:
+    if end - start > _tlbi_ceiling(m) * m.page_size:
         yield Step("tlbi", fn, "flush_tlb_all()", va=start, count=1, note="vmalle1is")
         m.stats["vmalle1is"] += 1
         for tlb in m.tlbs:
@@ -205,7 +212,7 @@ def flush_tlb_blocks(
     page, or ``flush_tlb_all()`` past ``MAX_TLBI_OPS`` pages) or, with ``single``, one
     TLBI per block (V10 on: ``flush_tlb_kernel_range(addr, addr + PAGE_SIZE)``)."""
     end = va + count * size
-    if not single and size > m.macros["MAX_TLBI_OPS"] * m.page_size:
+    if not single and size > _tlbi_ceiling(m) * m.page_size:
         yield Step("tlbi", fn, "flush_tlb_all()", va=va, count=count, note="vmalle1is")
         m.stats["vmalle1is"] += count
         for tlb in m.tlbs:

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmkit.events import Step
 from mmkit.pgtable.bulk import unmap_table_run
+from mmkit.pgtable.keep import free_or_defer, policy_keeps_table
 from mmkit.pgtable.tlb import (
     flush_tlb_blocks,
     flush_tlb_kernel_pgtable,
@@ -207,12 +208,12 @@ def _unmap_level(
     while addr < end:
         nxt = min((addr | (size - 1)) + 1, end)
         idx = level.index(addr)
-        if bulk and int(arr[idx]) & 0b11 == 0b11:  # a run of leaf tables?
+        if bulk and pt.is_table(int(arr[idx]), False):  # a run of leaf tables?
             done = yield from unmap_table_run(m, depth, table, addr, end, free_mapped)
             if done:
                 addr += done
                 continue
-        if not m.fine and int(arr[idx]) & 0b11 != 0b11:  # none or block: a run?
+        if not m.fine and not pt.is_table(int(arr[idx]), False):  # none or block: a run?
             run = yield from coarse_run(m, level, table, addr, end, free_mapped, fn, "unmap")
             if run:
                 addr = min((addr & ~(size - 1)) + run * size, end)
@@ -403,6 +404,11 @@ def try_free_table(
     )
     yield step
     step.old = int(pt.content[parent][pidx])
+    lo = start & mask
+    kept = policy_keeps_table(m, level.name, lo, lo + parent_level.entry_size)
+    if kept is not None:  # the policy's keep_table hook (mmkit.pgtable.keep)
+        step.new, step.note = step.old, f"kept: {kept}"
+        return
     pt.content[parent][pidx] = 0
     yield from flush_tlb_kernel_pgtable(m, fn, start)
-    yield from m.free_table(child, fn)
+    yield from free_or_defer(m, level.name, lo, child, fn)

@@ -96,10 +96,10 @@ def translate(m: Machine, va: int) -> Walk:
                 WalkStep(level.name, level.hw_level, index, table, entry_pa, raw, "invalid")
             )
             return Walk(va, tuple(steps), None, 0, None, level.hw_level)
-        if depth == last:
-            kind = "page" if raw & 2 else "invalid"
+        if depth == last:  # bit 0 is valid/present in every format; the rest it decides
+            kind = "page" if pt.fmt.is_page(raw) else "invalid"
         else:
-            kind = "table" if raw & 2 else "block"
+            kind = "table" if pt.fmt.is_table(raw, False) else "block"
         steps.append(WalkStep(level.name, level.hw_level, index, table, entry_pa, raw, kind))
         if kind == "invalid":  # reserved encoding at level 3
             return Walk(va, tuple(steps), None, 0, None, level.hw_level)

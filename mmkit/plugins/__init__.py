@@ -30,10 +30,18 @@ The statuses, and when each occurs:
 ``load-error``
     the module imported, but the named attribute is missing, or the plugin raised while it
     was checked (reading an attribute, ``names()``, ``describe()``, ``create()``...).
+    ``SystemExit`` counts as raising: every call into plugin code, at load and later
+    (:func:`create_arch`, a policy's hooks), is guarded against everything but
+    ``KeyboardInterrupt``.
 ``invalid``
     the object breaks the contract: a missing or mistyped attribute, a malformed
     ``api_version``, ``create()`` returning something that is not a descriptor, a required
     macro missing...
+``nonconformant``
+    the object honours the contract's shape, but a configuration fails one of the semantic
+    checks the registry runs at load (regions out of address order or overlapping, an empty
+    vmalloc range, ``PTRS_PER_PTE`` not a page of 8-byte entries, ``names()`` out of
+    :func:`natural_key` order): a cheap subset of :mod:`mmkit.testing`'s conformance kit.
 ``api-mismatch``
     ``api_version`` has another major version than :data:`API_VERSION`.
 ``duplicate``
@@ -73,12 +81,14 @@ from mmkit.errors import InvalidArgument, MmkitError, PluginError, UnknownName
 from mmkit.plugins._contracts import (
     API_VERSION,
     ARCH_GROUP,
+    MACHINE_ATTRIBUTES,
     POLICY_GROUP,
     REQUIRED_MACROS,
     ArchDescriptorLike,
     ArchPlugin,
     PolicyPlugin,
     RegionLike,
+    machine_missing,
 )
 from mmkit.plugins._disable import DISABLE_ENV
 from mmkit.plugins._format import format_reports
@@ -96,6 +106,7 @@ __all__ = [
     "ARCH_GROUP",
     "DISABLE_ENV",
     "GROUPS",
+    "MACHINE_ATTRIBUTES",
     "POLICY_GROUP",
     "REQUIRED_MACROS",
     "STATUSES",
@@ -112,6 +123,7 @@ __all__ = [
     "format_reports",
     "isolated",
     "load",
+    "machine_missing",
     "natural_key",
     "policy_plugins",
     "register",
@@ -189,14 +201,23 @@ def create_arch(name: str, **options: Any) -> ArchDescriptorLike:
     culprit = f"{plugin.family}[{name}]"
     try:
         desc = plugin.create(name, **options)
-    except MmkitError:
+    except (MmkitError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: a plugin must not end the process
         raise PluginError(
             f"{culprit}: create() raised {_describe_exception(exc)}; this is a bug in the "
             f"plugin: report it to its authors, or disable it with {DISABLE_ENV}"
         ) from exc
-    if not isinstance(desc, ArchDescriptorLike):
+    try:  # isinstance() on a runtime Protocol reads the attributes: plugin code
+        conforms = isinstance(desc, ArchDescriptorLike)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise PluginError(
+            f"{culprit}: reading the descriptor create() returned raised "
+            f"{_describe_exception(exc)}; {_SEE_KIT}"
+        ) from exc
+    if not conforms:
         raise PluginError(
             f"{culprit}: create() returned {type(desc).__name__}, not an architecture "
             f"descriptor; {_SEE_KIT}"

@@ -32,6 +32,49 @@ REQUIRED_MACROS: Final = (
 )
 
 
+#: What :class:`~mmkit.machine.Machine` and the kernel code under it read on every
+#: descriptor beyond :class:`ArchDescriptorLike` (``grep -E "desc\.[a-z_]+"`` over machine.py,
+#: boot.py, pgtable/, mm/, sched/ and scenarios/). arm64's own boot options (``kpti``,
+#: ``relocatable``, ``sdei``, ``ghes``, ``kasan``, ``vabits_actual``) are left out: only
+#: arm64's boot reads them. A family whose descriptors lack some of these loads ``ok`` for
+#: layouts, tables and ``mmkit.arch.get()``, with a note in its report, and ``Machine``
+#: refuses it with a :class:`~mmkit.errors.PluginError` naming what is missing.
+MACHINE_ATTRIBUTES: Final = (
+    "geometry",
+    "indices",
+    "kernel",
+    "kernel_va_start",
+    "level_info",
+    "levels",
+    "memory_block_size",
+    "pa_bits",
+    "page_shift",
+    "page_size",
+    "region_of",
+    "va_bits",
+    "vmemmap_end",
+    "vmemmap_population",
+)
+
+
+def machine_missing(desc: object) -> tuple[str, ...]:
+    """The :data:`MACHINE_ATTRIBUTES` ``desc`` lacks (empty: it can run in a Machine).
+
+    >>> from mmkit.arch import get
+    >>> machine_missing(get("arm64-4k-48"))
+    ()
+    """
+    missing = []
+    for attr in MACHINE_ATTRIBUTES:
+        try:
+            getattr(desc, attr)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # a raising (or exiting) property is as good as none here
+            missing.append(attr)
+    return tuple(missing)
+
+
 @runtime_checkable
 class RegionLike(Protocol):
     """One VA region of a descriptor: the half-open range ``[start, end)``."""
@@ -101,3 +144,28 @@ class PolicyPlugin(Protocol):
     def description(self) -> str: ...
     @property
     def kernel_versions(self) -> tuple[str, ...]: ...
+
+
+#: Parts an architecture descriptor *may* offer, ``name -> meaning (default when absent)``.
+#: The engine reads each through one accessor, named in the text.
+OPTIONAL_ARCH_PARTS: Final[dict[str, str]] = {
+    "pte_format": (
+        "an object following mmkit.arch.pte_api.PteFormat: how the engine encodes, decodes "
+        "and classifies this architecture's table entries and names its kernel protections; "
+        "read through mmkit.arch.pte_api.pte_format_of (default: arm64's format for the "
+        "descriptor's page size and pa_bits)"
+    ),
+    "machine_hooks": (
+        "an object with boot(machine, vmalloc_areas) building what the kernel has after "
+        "boot (page tables, physmem, the linear and vmemmap bases) and optionally "
+        "arch_add_memory(machine, start, size) -> Iterator[Step], "
+        "ptdump_walk(machine, *, start, end) -> Iterator[PtdumpRecord] and ptdump(machine) "
+        "-> str; read through mmkit.boot.machine_hooks_of and, for the dump, "
+        "mmkit.mm.ptdump (default: arm64's boot, arch_add_memory and ptdump)"
+    ),
+    "vmalloc_vmemmap_overlap": (
+        "an mmkit.arch.base.OverlapReport: V7's vmalloc/vmemmap overlap test, which is "
+        "arm64 code; read with getattr by vmemmap_free() and the views (default: no report, "
+        "so a layout never overlaps and V7 frees its vmemmap tables there)"
+    ),
+}

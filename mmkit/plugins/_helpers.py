@@ -40,7 +40,12 @@ def _describe_exception(exc: BaseException) -> str:
 
 def _object_ref(obj: object) -> str:
     """The best ``module:attr`` text for an object registered at runtime."""
-    qualname = getattr(obj, "__qualname__", None)
+    try:
+        qualname = getattr(obj, "__qualname__", None)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # an object whose attributes raise is reported, not fatal
+        qualname = None
     if isinstance(qualname, str):
         return f"{getattr(obj, '__module__', '?')}:{qualname}"
     kind = type(obj)

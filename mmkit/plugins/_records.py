@@ -16,6 +16,7 @@ STATUSES: Final = (
     "import-error",
     "load-error",
     "invalid",
+    "nonconformant",
     "api-mismatch",
     "duplicate",
 )

@@ -135,7 +135,9 @@ class _Registry:
             except _Reject as reject:
                 reports.append(self._report(entry, reject.status, reject.message, reject.fix))
                 continue
-            except Exception as exc:  # e.g. a mapping whose __getitem__ raises: still a bug
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # e.g. a mapping whose __getitem__ exits: a bug
                 message = f"{entry.culprit}: checking it raised {_describe_exception(exc)}"
                 fix = f"report the bug to the plugin's authors, {_disable_hint(entry)}"
                 reports.append(self._report(entry, "load-error", message, fix))
@@ -239,7 +241,9 @@ def _import_entry(entry: PluginEntry) -> object:
     module_name, attr = match["module"], match["attr"]
     try:
         obj: object = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:  # SystemExit too: a plugin must not end the kernel
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a plugin must not end the kernel
         raise _Reject(
             "import-error",
             f"{entry.culprit}: importing {module_name} raised {_describe_exception(exc)}",
@@ -248,7 +252,9 @@ def _import_entry(entry: PluginEntry) -> object:
     for part in attr.split(".") if attr else ():
         try:
             obj = getattr(obj, part)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from a module __getattr__ too
             raise _Reject(
                 "load-error",
                 f"{entry.culprit}: getting {attr} from {module_name} raised "

@@ -13,9 +13,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple, NoReturn
 
 from mmkit.errors import UnknownName
-from mmkit.plugins._contracts import API_VERSION, ARCH_GROUP, POLICY_GROUP, REQUIRED_MACROS
+from mmkit.plugins._contracts import (
+    API_VERSION,
+    ARCH_GROUP,
+    POLICY_GROUP,
+    REQUIRED_MACROS,
+    machine_missing,
+)
 from mmkit.plugins._disable import _disable_hint
-from mmkit.plugins._helpers import _describe_exception, _one_line
+from mmkit.plugins._helpers import _describe_exception, _one_line, natural_key
 from mmkit.plugins._records import PluginEntry
 
 _API_RE = re.compile(r"(\d+)\.(\d+)")
@@ -48,10 +54,14 @@ def _invalid(entry: PluginEntry, what: str, subject: str | None = None) -> NoRet
 
 
 def _call(entry: PluginEntry, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a plugin's code; anything it raises becomes the entry's ``load-error``."""
+    """Call a plugin's code; anything it raises becomes the entry's ``load-error``:
+    ``SystemExit`` too (a plugin calling ``sys.exit()`` in ``names()`` must not end the
+    process), everything but ``KeyboardInterrupt``, which is the user's."""
     try:
         return fn(*args)
-    except Exception as exc:  # a plugin bug must not take the kit down
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin bug, even sys.exit(), must not take the kit down
         raise _Reject(
             "load-error",
             f"{entry.culprit}: {what} raised {_describe_exception(exc)}",
@@ -194,7 +204,62 @@ def _validate_arch(entry: PluginEntry, obj: object) -> _Accepted:
         _check_line(entry, f"describe({name!r})", line, name)
         desc = _call(entry, f"create({name!r})", methods["create"], name)
         _check_descriptor(entry, name, desc)
+        _check_semantics(entry, name, desc)
+    missing = _call(entry, f"{names[0]}: reading its attributes", machine_missing, desc)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        layout_only = (
+            f"layouts only: a Machine needs {missing[0]}{more} on its descriptors "
+            "(mmkit.plugins.MACHINE_ATTRIBUTES)"
+        )
+        note = f"{note}; {layout_only}" if note else layout_only
+    ordered = sorted(names, key=natural_key)
+    if list(names) != ordered:
+        _nonconformant(entry, f"names() is not in natural order: {list(names)}, expected {ordered}")
     return _Accepted(family, names, note)
+
+
+def _nonconformant(entry: PluginEntry, what: str, subject: str | None = None) -> NoReturn:
+    culprit = f"{entry.distribution}[{subject}]" if subject else entry.culprit
+    raise _Reject(
+        "nonconformant",
+        f"{culprit}: {what}",
+        "run mmkit.testing.ArchConformance against the plugin and fix what it reports, "
+        + _disable_hint(entry),
+    )
+
+
+def _check_semantics(entry: PluginEntry, name: str, desc: Any) -> None:
+    """The cheap part of :class:`mmkit.testing.ArchConformance`, run at load."""
+    macros = _call(entry, f"{name}: macros()", desc.macros)
+    if macros["VMALLOC_START"] >= macros["VMALLOC_END"]:
+        _nonconformant(
+            entry,
+            f"VMALLOC_START {macros['VMALLOC_START']:#x} is not below VMALLOC_END "
+            f"{macros['VMALLOC_END']:#x}",
+            name,
+        )
+    if macros["PTRS_PER_PTE"] != 1 << max(macros["PAGE_SHIFT"] - 3, 0):
+        _nonconformant(
+            entry,
+            f"PTRS_PER_PTE is {macros['PTRS_PER_PTE']}; expected 2**(PAGE_SHIFT - 3) = "
+            f"{1 << max(macros['PAGE_SHIFT'] - 3, 0)} (a page of 8-byte descriptors)",
+            name,
+        )
+    regions = _call(entry, f"{name}: iterating regions", list, desc.regions)
+    for i, r in enumerate(regions):
+        if not 0 <= r.start < r.end <= 1 << 64:
+            _nonconformant(
+                entry, f"regions[{i}] {r.name!r} is [{r.start:#x}, {r.end:#x}): empty", name
+            )
+        if i and regions[i - 1].end > r.start:
+            a = regions[i - 1]
+            _nonconformant(
+                entry,
+                f"region {a.name!r} [{a.start:#x}, {a.end:#x}) overlaps or follows {r.name!r} "
+                f"[{r.start:#x}, {r.end:#x}); expected address order, no overlap",
+                name,
+            )
 
 
 def _validate_policy(entry: PluginEntry, obj: object) -> _Accepted:
@@ -212,15 +277,19 @@ def _validate_policy(entry: PluginEntry, obj: object) -> _Accepted:
             f"kernel_versions is {versions!r}; expected a non-empty tuple of "
             "version strings, e.g. ('v5.7',)",
         )
-    from mmkit.policies.base import check_decisions  # the fields the engine reads
+    # exactly what the engine reads (mmkit.policies.base.PolicyLike), and the optional hooks
+    from mmkit.policies.base import check_decisions, check_hooks
 
-    problems = check_decisions(obj)
+    problems = _call(entry, "reading its decisions", check_decisions, obj)
     if problems:
         _invalid(
             entry,
             "; ".join(problems) + " (every decision of mmkit.policies.base.DECISIONS; "
             "a HotplugPolicy has them all)",
         )
+    problems = _call(entry, "reading its optional hooks", check_hooks, obj)
+    if problems:
+        _invalid(entry, "; ".join(problems) + " (mmkit.policies.base.OPTIONAL_HOOKS)")
     return _Accepted(name, (name,), note)
 
 

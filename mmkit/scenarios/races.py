@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mmkit.events import Step
 from mmkit.machine import Machine
 from mmkit.sched import Scheduler, Thread
@@ -62,6 +64,9 @@ class Race:
     local_actions: frozenset[str] = frozenset()
     #: more local steps the scenario can vouch for (see :func:`ptdump_race`)
     also_local: Callable[[Step], bool] | None = None
+    #: pairs of two threads' next steps the scenario vouches commute, beyond what the
+    #: explorer knows itself (see :func:`ptdump_race`)
+    also_independent: Callable[[Step, Step], bool] | None = None
 
     def factory(self) -> tuple[Machine, Sequence[Thread]]:
         return self.make()
@@ -71,6 +76,7 @@ class Race:
 
     def explore(self, bound: int = 2, **kw: Any) -> ExploreResult:
         kw.setdefault("local", self.is_local)
+        kw.setdefault("independent", self.also_independent)
         return explore(self.make, bound=bound, **kw)
 
     def is_local(self, step: Step) -> bool:
@@ -119,6 +125,7 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
     # P only reads, so H runs the same steps in every interleaving: the tables H touches are
     # known from one run, and P's read of any other table commutes with all of H's steps
     touched = _tables_touched(copy.deepcopy(base), remove_memory, start, size)
+    commutes = _walk_commutes(base)
 
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
@@ -142,7 +149,49 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
         also_local=lambda step: (
             step.thread == "P" and step.action == "read" and step.table not in touched
         ),
+        also_independent=commutes,
     )
+
+
+def _walk_commutes(m: Machine) -> Callable[[Step, Step], bool]:
+    """When a step of ``P`` (the ptdump walk, which only reads) commutes with one of ``H``
+    (hot-remove, which only clears entries and frees pages, never allocates).
+
+    ``P``'s read of entries ``[index, index + count)`` of table page T, and its walk on to
+    its next step, look only at the table pages of its path (``result``: the ones it holds
+    pointers into, which it comes back to), T, and a child table those entries point to
+    (the walk enters it: :func:`~mmkit.mm.ptdump_debugfs.ptdump_show` moves forward only).
+    An ``H`` write to another table page, or a free of other frames, changes nothing of
+    that, and the read changes nothing ``H`` sees. The children are taken from the
+    prepared machine: ``H`` only ever removes tables."""
+    pt = m.pgtables
+    leaf = len(pt.levels) - 1
+    children: dict[int, dict[int, int]] = {}  #: table -> entry index -> child table
+    for pfn, info in pt.info.items():
+        if info.depth < leaf:
+            arr = pt.content[pfn]
+            kids = {int(i): pt.next_table(int(arr[i])) for i in np.flatnonzero(arr & 0b10)}
+            children[pfn] = {i: c for i, c in kids.items() if c in pt.content}
+    shift = m.desc.page_shift
+
+    def commutes(a: Step, b: Step) -> bool:
+        walk, remove = (a, b) if a.thread == "P" else (b, a)
+        if (walk.thread, remove.thread, walk.action) != ("P", "H", "read") or not walk.result:
+            return False
+        if walk.table is None or walk.index is None:
+            return False
+        first, end = walk.index, walk.index + max(walk.count, 1)
+        kids = children.get(walk.table, {})
+        near = {walk.table, *walk.result, *(c for i, c in kids.items() if first <= i < end)}
+        if remove.action == "write":
+            return remove.table is not None and remove.table not in near
+        if remove.action == "free" and remove.pfn is not None:
+            # count blocks of size bytes, stride pages apart
+            pages = (max(remove.count, 1) - 1) * remove.stride + max(remove.size >> shift, 1)
+            return not any(remove.pfn <= t < remove.pfn + pages for t in near)
+        return False
+
+    return commutes
 
 
 def _tables_touched(m: Machine, op: Callable[..., Any], *args: Any) -> frozenset[int]:

@@ -5,13 +5,33 @@ n = 10). Most concurrency bugs need one or two preemptions (CHESS, Musuvathi and
 the explorer enumerates schedules with at most ``bound`` preemptions (a switch away from a
 thread that could have gone on), depth first, in a fixed thread order, and caches states: a
 state is the machine's digest, the TLBs, the locks held and the kernel log, plus what each
-thread has observed so far (the values its steps read and wrote), and two prefixes that reach
+thread has observed so far (the values its steps read and wrote) and is about to do next
+(:mod:`mmkit.sched._reduction`), and two prefixes that reach
 the same state with no more preemptions spent have the same futures, so the second is not
-explored again. Two cheap partial-order reductions keep the search small: the state cache
-merges prefixes that differ only in the order of commuting steps, and the explorer never
-switches threads just before a step the scenario calls *local* (one that touches nothing
-another thread reads or writes), since switching just after it reaches the same states.
-Schedules whose end states are equal form one *equivalence class*; the result counts both.
+explored again (nor replayed, when the state the branch leaves was explored before with the
+branch's thread going on from it). Three partial-order reductions keep the search small:
+
+* the state cache merges prefixes that differ only in the order of commuting steps;
+* the explorer never switches threads just before a step the scenario calls *local* (one
+  that touches nothing another thread reads or writes), since switching just after it
+  reaches the same states;
+* sleep sets (Godefroid) skip a branch that would only take, first, a step that an
+  explored sibling took first and that commutes with what ran since. Under a preemption
+  bound only the no-switch sibling may put its thread to sleep: moving its step to the
+  front of a schedule never costs a preemption more, moving another thread's step can,
+  which is how a naive combination misses schedules within the bound (Coons, Musuvathi
+  and McKinley, "Bounded partial-order reduction", OOPSLA 2013). A cached state counts as
+  explored only by an exploration with no more preemptions spent and no more threads
+  asleep. Which steps commute: :mod:`mmkit.sched._reduction`, plus what the scenario
+  vouches for.
+
+Every state reachable within the bound is still reached, so the shortest failing prefix
+is found (brute force agrees, ``tests/test_explore_property.py``; with local steps the
+report may carry local steps a thread took before a switch, which a schedule switching just
+before them would not); each alternative the
+search pushes costs one replay of its prefix on a fresh copy of the scenario (generators
+cannot be copied), which is what the reductions save. Schedules whose end states are equal
+form one *equivalence class*; the result counts both.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
 failing kind (use-after-free, stale TLB, WARN, BUG, lost mapping, deadlock) is recorded. The
@@ -35,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmkit.errors import InvalidArgument
+from mmkit.sched._reduction import StateKeys, independence, state_key
 from mmkit.sched.scheduler import Scheduler, Thread
 
 __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "replay"]
@@ -42,7 +63,7 @@ __all__ = ["FAILING_KINDS", "PROGRESS_EVERY", "ExploreResult", "explore", "repla
 #: kernel event kinds that make a schedule fail
 FAILING_KINDS = frozenset({"use-after-free", "stale-tlb", "warn", "bug", "lost-mapping"})
 
-#: explored paths (complete schedules plus prefixes cut by the state cache) between two
+#: explored paths (complete schedules plus prefixes cut as explored before) between two
 #: calls of ``explore``'s ``progress`` callback
 PROGRESS_EVERY = 10
 
@@ -59,12 +80,16 @@ class ExploreResult:
     schedules: int = 0  #: complete schedules explored
     classes: int = 0  #: equivalence classes among them: distinct final states and observations
     states: int = 0  #: distinct states visited
-    cache_hits: int = 0  #: prefixes cut because their state was seen before
+    #: prefixes cut because their state was explored before, or (sleep sets) an
+    #: equivalent order of their steps was
+    cache_hits: int = 0
     failing: int = 0  #: complete schedules that failed
     shortest: str | None = None  #: the shortest failing schedule, as "H H P ..."
     events: list[str] = field(default_factory=list)  #: the shortest failure's kernel log
     seconds: float = 0.0
     complete: bool = True  #: False when max_schedules cut the search short
+    sleep_cuts: int = 0  #: those of them cut because every thread that could run slept
+    branches: int = 0  #: alternatives pushed: each costs one replay of its prefix
 
     @property
     def found(self) -> bool:
@@ -79,7 +104,7 @@ class ExploreResult:
         return (
             f"{verdict}; bound {self.bound}: {self.schedules} schedules in {self.classes} "
             f"equivalence classes, {self.states} "
-            f"states ({self.cache_hits} cut by the state cache) of a haystack of "
+            f"states ({self.cache_hits} paths cut as explored before) of a haystack of "
             f"{self.haystack} interleavings, {self.seconds:.2f} s"
         )
 
@@ -88,29 +113,8 @@ def _failed(s: Scheduler) -> bool:
     return any(e.kind in FAILING_KINDS for e in s.machine.events)
 
 
-def _state_key(s: Scheduler) -> int:
-    """What decides a prefix's futures: the machine (memory, tables, allocator, hotplug
-    state), the CPUs' TLBs, who holds which lock, the kernel log so far, and what each
-    thread has observed (every value its steps read or wrote, and what they found), since a
-    thread's next steps depend only on those."""
-    seen = tuple(
-        (
-            name,
-            tuple(
-                (st.action, st.old, st.new, st.pfn, st.count, st.line, st.result) for st in t.steps
-            ),
-        )
-        for name, t in sorted(s.threads.items())
-    )
-    m = s.machine
-    tlbs = tuple(
-        (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
-        for t in getattr(m, "tlbs", ())
-    )
-    # the cache keeps a 64-bit hash, not the state (table pages are kilobytes each): small
-    # and cheap to look up; a collision (odds about states**2 / 2**65) could only make the
-    # search skip one state
-    return hash((m.digest(), tlbs, s.locks.snapshot(), len(m.events), seen))
+#: the key of the state a scheduler is in (see :mod:`mmkit.sched._reduction`)
+_state_key = state_key
 
 
 def haystack(counts: Sequence[int]) -> int:
@@ -121,6 +125,50 @@ def haystack(counts: Sequence[int]) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class _Branch:
+    """A schedule prefix still to explore: the thread that ran last, the preemptions spent
+    and the sleep set (threads whose next step need not run first: see :func:`explore`)."""
+
+    prefix: tuple[str, ...]
+    last: str | None
+    spent: int
+    sleep: int  #: a bit per thread, in the scenario's thread order
+
+
+_SPENT = (1 << 32) - 1  #: the preemptions-spent bits of a packed cache entry
+
+
+def _remember(seen: dict[int, int | list[int]], key: int, spent: int, sleep: int) -> bool:
+    """Record that ``key`` is explored with ``spent`` preemptions and ``sleep`` asleep;
+    False if an earlier exploration covers it (no more spent, no fewer asleep)."""
+    entry = seen.get(key)
+    mine = spent | sleep << 32
+    if entry is None:
+        seen[key] = mine
+        return True
+    entries = entry if isinstance(entry, list) else [entry]
+    if any(e & _SPENT <= spent and not (e >> 32) & ~sleep for e in entries):
+        return False
+    # keep the ones this exploration does not cover
+    kept = [e for e in entries if not (spent <= e & _SPENT and not sleep & ~(e >> 32))]
+    seen[key] = [*kept, mine] if kept else mine
+    return True
+
+
+def _went_on(entry: int | list[int], me: int, spent: int, sleep: int, sleep_on: list[int]) -> bool:
+    """Whether a state explored with the thread of bit ``me`` last (``entry`` as
+    :func:`_remember` keeps it) went on with that thread's step as its no-switch branch,
+    with no more preemptions spent than ``spent`` and, after that step, no thread asleep
+    that ``sleep`` lacks (``sleep_on``: the bits of the threads that would sleep on)."""
+    on = sum(sleep_on)
+    for e in entry if isinstance(entry, list) else [entry]:
+        mask = e >> 32
+        if e & _SPENT <= spent and not mask & me and not mask & on & ~sleep:
+            return True
+    return False
+
+
 def explore(
     factory: Factory,
     *,
@@ -129,6 +177,7 @@ def explore(
     max_schedules: int = 100_000,
     progress: Callable[[ExploreResult], None] | None = None,
     local: Callable[[Any], bool] | None = None,
+    independent: Callable[[Any, Any], bool] | None = None,
 ) -> ExploreResult:
     """Explore the schedules of ``factory``'s threads with at most ``bound`` preemptions.
 
@@ -136,6 +185,9 @@ def explore(
     or writes: such a step commutes with every step of the others, so a switch just before
     it leads to the same states as a switch just after it, and the explorer only switches
     before *visible* steps (CHESS's rule; the scenario vouches for ``local``).
+    ``independent(a, b)`` names more pairs of two threads' next steps that commute (the
+    scenario vouches for them too); with the explorer's own relation
+    (:mod:`mmkit.sched._reduction`) they drive the sleep sets.
 
     ``progress(result)`` sees the running counts (``seconds`` so far) after every
     :data:`PROGRESS_EVERY` explored paths and once more, final, when the search ends.
@@ -148,23 +200,32 @@ def explore(
     base.run()
     counts = {n: len(t.steps) for n, t in base.threads.items()}
     result = ExploreResult(bound, haystack(list(counts.values())), counts)
-    seen: dict[tuple[object, ...], int] = {}
+    commute = independence(local, independent)
+
+    bit = {name: 1 << i for i, name in enumerate(base.threads)}
+    # state and last thread -> how it was explored: preemptions spent | sleep set << 32 (a
+    # list when explored more than once with incomparable ones): ints keep the cache small
+    seen: dict[int, int | list[int]] = {}
     finals: set[int] = set()
+    paths = 0
     # Depth first without re-running every node: follow one path to its end, pushing the
     # alternatives met on the way; a pushed alternative is replayed from a fresh copy once.
-    work: list[tuple[list[str], str | None, int]] = [([], None, 0)]
+    work: list[_Branch] = [_Branch((), None, 0, 0)]
     while work:
         if result.schedules >= max_schedules:
             result.complete = False
             break
-        prefix, last, preemptions = work.pop()
+        branch = work.pop()
         s = Scheduler(factory)
-        s.follow(prefix)
+        s.follow(branch.prefix)
+        keys = StateKeys()
+        after_read = False
+        last, spent, sleep = branch.last, branch.spent, branch.sleep
         while True:
             failed = failing(s)
             if failed or s.finished() or s.deadlock:
                 result.schedules += 1
-                finals.add(_state_key(s))
+                finals.add(keys.key(s, after_read=after_read))
                 result.classes = len(finals)
                 if failed:
                     result.failing += 1
@@ -172,29 +233,60 @@ def explore(
                         result.shortest = s.schedule_string()
                         result.events = [e.report() for e in s.machine.events]
                 break
-            # the same state reached with the same last thread and no more preemptions
-            # spent has the same futures within the bound: explore it once
-            key = (_state_key(s), last)
-            if seen.get(key, bound + 1) <= preemptions:
+            # the same state reached with the same last thread, no more preemptions spent
+            # and no fewer threads asleep has the same futures within the bound: explore it
+            # once
+            here = keys.key(s, after_read=after_read)
+            if not _remember(seen, hash((here, last)), spent, sleep):
                 result.cache_hits += 1
                 break
-            seen[key] = preemptions
             result.states += 1
             ready = s.runnable()
-            if local is not None and last in ready and local(s.threads[last].pending):
-                ready = [last]  # no switch before a local step: it commutes
+            awake = [n for n in ready if not sleep & bit[n]]
+            if not awake:  # all that could run sleep: an equivalent order was explored
+                result.sleep_cuts += 1
+                result.cache_hits += 1
+                break
+            if local is not None and last in awake and local(s.threads[last].pending):
+                awake = [last]  # no switch before a local step: it commutes
             options = []
-            for name in sorted(ready, key=lambda n: (n != last, n)):  # no switch first
+            for name in sorted(awake, key=lambda n: (n != last, n)):  # no switch first
                 cost = 1 if (last is not None and name != last and last in ready) else 0
-                if preemptions + cost <= bound:
-                    options.append((name, preemptions + cost))
-            for name, spent in reversed(options[1:]):
-                work.append(([*s.schedule, name], name, spent))
-            last, preemptions = options[0]
-            s.step(last)
-        # each path ends as a schedule or a cache hit; a path costs a fresh scenario (a
-        # machine copy), so a call every PROGRESS_EVERY paths is noise next to the work
-        if progress and (result.schedules + result.cache_hits) % PROGRESS_EVERY == 0:
+                if spent + cost <= bound:
+                    options.append((name, spent + cost))
+            pending = {n: step for n in ready if (step := s.threads[n].pending) is not None}
+            # Sleep sets (Godefroid) under the bound: once the branch that goes on with
+            # ``last`` is explored, a sibling need not run last's step first while it
+            # commutes with what ran since; moving it to the front of such a schedule never
+            # costs a preemption more. Only the no-switch branch may put its thread to
+            # sleep: moving another thread's step first can cost more (Coons et al.,
+            # "Bounded partial-order reduction", OOPSLA 2013)
+            first = options[0][0]
+            asleep = [u for u in ready if sleep & bit[u] or u == last == first]
+            for name, cost in reversed(options[1:]):
+                nap = sum(bit[u] for u in asleep if commute(pending[u], pending[name]))
+                # this state, reached before with ``name`` running last, went on with it
+                # as no switch: if that spent no more and slept no more, the branch's
+                # first state is explored already, and needs no replay to find it so
+                went_on = seen.get(hash((here, name)))
+                if went_on is not None and _went_on(
+                    went_on,
+                    bit[name],
+                    cost,
+                    nap,
+                    [bit[u] for u in ready if commute(pending[u], pending[name])],
+                ):
+                    result.cache_hits += 1
+                    continue
+                work.append(_Branch((*s.schedule, name), name, cost, nap))
+                result.branches += 1
+            last, spent = options[0]
+            sleep = sum(bit[u] for u in asleep if u != last and commute(pending[u], pending[last]))
+            after_read = s.step(last).action == "read"
+        # each path ends as a schedule or a cut; a path costs a fresh scenario (a machine
+        # copy), so a call every PROGRESS_EVERY paths is noise next to the work
+        paths += 1
+        if progress and paths % PROGRESS_EVERY == 0:
             result.seconds = time.perf_counter() - t0
             progress(result)
     result.seconds = time.perf_counter() - t0
@@ -206,5 +298,5 @@ def explore(
 def replay(factory: Factory, schedule: str) -> Scheduler:
     """Run ``schedule`` (e.g. ``"H H P H P"``) on a fresh instance of the scenario."""
     s = Scheduler(factory)
-    s.follow(schedule.split())
+    s.follow(schedule)
     return s

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmkit._validate import show
 from mmkit.errors import InvalidArgument
 from mmkit.events import Step
 from mmkit.sched.locks import LockTable
@@ -85,14 +86,35 @@ class Scheduler:
     """
 
     def __init__(self, factory: Callable[[], tuple[Any, Sequence[Thread]]]) -> None:
+        if not callable(factory):
+            raise InvalidArgument(
+                f"factory={show(factory)}: expected a function that builds (machine, threads), "
+                "such as a race's make"
+            )
         self.factory = factory
         self._start()
 
     def _start(self) -> None:
-        self.machine, threads = self.factory()
+        built = self.factory()
+        if not isinstance(built, tuple) or len(built) != 2:
+            raise InvalidArgument(
+                f"the factory returned {show(built)}: expected a (machine, threads) pair"
+            )
+        machine, threads = built
+        if not hasattr(machine, "record_event") or not isinstance(threads, Sequence):
+            raise InvalidArgument(
+                f"the factory returned ({show(machine)}, {show(threads)}): expected a Machine "
+                "and a list of Thread"
+            )
+        for t in threads:
+            if not isinstance(t, Thread):
+                raise InvalidArgument(f"the factory's thread {show(t)} is not a Thread")
+        if len({t.name for t in threads}) != len(threads):
+            raise InvalidArgument(
+                f"thread names must be unique: {', '.join(t.name for t in threads)}"
+            )
+        self.machine = machine
         self.threads = {t.name: t for t in threads}
-        if len(self.threads) != len(threads):
-            raise InvalidArgument("thread names must be unique")
         self.locks = LockTable()
         self.machine.lock_table = self.locks
         self.schedule: list[str] = []
@@ -163,15 +185,22 @@ class Scheduler:
 
     # ----------------------------------------------------------------- step
     def step(self, name: str) -> Step:
-        """Let thread ``name`` take its next step; returns it (now performed)."""
-        if name not in self.threads:
-            raise InvalidArgument(f"no thread {name!r}", choices=list(self.threads))
+        """Let thread ``name`` take its next step; returns it (now performed). A name that
+        is unknown, finished or blocked raises :class:`~mmkit.errors.InvalidArgument` before
+        anything changes."""
+        self._check_name(name)
         t = self.threads[name]
         if t.done:
-            raise InvalidArgument(f"thread {name} has finished")
+            raise InvalidArgument(
+                f"thread {name} has finished (after {len(t.steps)} steps); runnable now: "
+                f"{', '.join(self.runnable()) or 'none'}"
+            )
         if self.blocked(name):
             req = lock_request(t.pending)
-            raise InvalidArgument(f"thread {name} is blocked on {req[0] if req else '?'}")
+            raise InvalidArgument(
+                f"thread {name} is blocked on {req[0] if req else '?'}; let the holder run "
+                f"first (runnable now: {', '.join(self.runnable()) or 'none'})"
+            )
         step = t.pending
         assert step is not None
         req = lock_request(step)
@@ -200,16 +229,62 @@ class Scheduler:
             )
         return step
 
-    def follow(self, schedule: Iterable[str]) -> None:
-        """Take the steps ``schedule`` names, in order (e.g. ``"H H P".split()``)."""
-        for name in schedule:
+    def _check_name(self, name: object, where: str = "") -> None:
+        if not isinstance(name, str) or name not in self.threads:
+            raise InvalidArgument(
+                f"no thread {show(name)}{where}: name a thread by its letter",
+                choices=list(self.threads),
+            )
+
+    def _names(self, schedule: Iterable[str] | str) -> list[str]:
+        """``schedule`` as a list of known thread names (a string is split on spaces)."""
+        if isinstance(schedule, str):
+            schedule = schedule.split()
+        if not isinstance(schedule, Iterable):
+            raise InvalidArgument(
+                f"schedule={show(schedule)}: expected thread names, e.g. ['H', 'H', 'P'] or 'H H P'"
+            )
+        names = list(schedule)
+        for i, name in enumerate(names):
+            self._check_name(name, f" at schedule[{i}]")
+        return names
+
+    def _dry_run(self, prefix: list[str], names: list[str]) -> None:
+        """Follow ``prefix`` then ``names`` on a fresh instance of the scenario (the factory
+        makes it exact): raises, naming the position in ``names``, what would fail."""
+        probe = Scheduler(self.factory)
+        for name in prefix:
+            probe.step(name)
+        for i, name in enumerate(names):
+            try:
+                probe.step(name)
+            except InvalidArgument as err:
+                raise InvalidArgument(
+                    f"schedule[{i}] ({name}): {err}; nothing was taken", choices=err.choices
+                ) from None
+
+    def follow(self, schedule: Iterable[str] | str) -> None:
+        """Take the steps ``schedule`` names, in order (``"H H P"`` or ``["H", "H", "P"]``).
+
+        All or nothing: the whole schedule is checked first (on a fresh instance of the
+        scenario when it takes more than one step), so a name that is unknown, finished or
+        blocked at its turn raises :class:`~mmkit.errors.InvalidArgument` with no step
+        taken."""
+        names = self._names(schedule)
+        if len(names) > 1:
+            self._dry_run(list(self.schedule), names)
+        for name in names:
             self.step(name)
 
-    def take(self, schedule: Iterable[str], *, run_on: bool = False) -> Iterator[TraceRow]:
+    def take(self, schedule: Iterable[str] | str, *, run_on: bool = False) -> Iterator[TraceRow]:
         """Take the steps ``schedule`` names, one row per step (for a log or a table); with
         ``run_on``, then let the first runnable thread go on until nothing can run. A name
         the scheduler refuses raises :class:`~mmkit.errors.InvalidArgument` after the rows
         before it, with nothing taken for it."""
+        if isinstance(schedule, str):
+            schedule = schedule.split()
+        if not isinstance(schedule, Iterable):
+            raise InvalidArgument(f"schedule={show(schedule)}: expected thread names")
         names = iter(schedule)
         n = 0
         while True:
@@ -227,6 +302,11 @@ class Scheduler:
     def run(self, until: Callable[[Scheduler], bool] | None = None) -> None:
         """Run the first runnable thread, repeatedly, until ``until`` holds or nothing can
         run (all done, or a deadlock)."""
+        if until is not None and not callable(until):
+            raise InvalidArgument(
+                f"until={show(until)}: expected a function of the scheduler, e.g. "
+                "lambda s: s.finished()"
+            )
         while not (until and until(self)):
             ready = self.runnable()
             if not ready:
@@ -238,10 +318,13 @@ class Scheduler:
         self.replay(self.schedule[:-1])
 
     def replay(self, schedule: Iterable[str]) -> None:
-        """Start over and follow ``schedule`` exactly."""
-        steps = list(schedule)
+        """Start over and follow ``schedule`` exactly (checked first: a schedule that cannot
+        be followed raises and leaves the scheduler as it was)."""
+        steps = self._names(schedule)
+        self._dry_run([], steps)
         self._start()
-        self.follow(steps)
+        for name in steps:
+            self.step(name)
 
     def schedule_string(self) -> str:
         return " ".join(self.schedule)

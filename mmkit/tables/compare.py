@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from mmkit import _validate
 from mmkit.arch import format_size
 from mmkit.tables._columns import typed_frame
 
@@ -35,6 +36,13 @@ def comparison_frame(outcomes: Iterable[PolicyOutcome], *, raw: bool = False) ->
     left none), ``tlbi <kind>`` for every TLBI kind, ``kernel events`` (how many reports) and
     ``kernel log`` (the reports, one per line).
     """
+    _validate.records(
+        outcomes,
+        "outcomes",
+        "the outcomes of mmkit.mm.compare.compare_policies()",
+        "policy",
+        "tables_left",
+    )
     outcomes = list(outcomes)
     left_keys = sorted({k for o in outcomes for k in o.left_by_level_region})
     tlbi_keys = sorted({k for o in outcomes for k in o.tlbi})

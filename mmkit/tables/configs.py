@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmkit import arch
+from mmkit import _validate, arch
 from mmkit.arch import ArchDescriptor, format_size
 from mmkit.tables._columns import typed_frame
 
@@ -96,6 +96,9 @@ def layout_frame(descriptor: ArchDescriptor) -> pd.DataFrame:
     >>> layout_frame(arch.get("arm64-4k-48")).iloc[0].tolist()
     ['0000000000000000', '0000ffffffffffff', '256TB', 'user', 'user']
     """
+    _validate.shaped(
+        descriptor, "descriptor", "a descriptor from mmkit.arch.get()", "regions", "macros"
+    )
     return pd.DataFrame(
         [
             {
@@ -114,6 +117,9 @@ def layout_frame(descriptor: ArchDescriptor) -> pd.DataFrame:
 def layout_html(descriptor: ArchDescriptor) -> str:
     """:func:`layout_frame` as an HTML table (no index), with the rows of the PGD entry that
     the V7 test found shared marked in bold. Used by the widgets; needs no jinja2."""
+    _validate.shaped(
+        descriptor, "descriptor", "a descriptor from mmkit.arch.get()", "regions", "macros"
+    )
     frame = layout_frame(descriptor)
     # Escape here, not in to_html: the bold markers below must stay HTML.
     frame["use"] = [html.escape(use) for use in frame["use"]]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from mmkit import _validate
 from mmkit.arch import format_size
 from mmkit.tables._columns import typed_frame
 
@@ -57,6 +58,7 @@ PTDUMP_COLUMNS: tuple[str, ...] = (
 
 def table_pages_frame(machine: Machine, *, raw: bool = False) -> pd.DataFrame:
     """One row per live table page, sorted by level then VA (``machine.table_pages()``)."""
+    _validate.shaped(machine, "machine", "a Machine", "pgtables", "table_pages")
     shift = machine.pgtables.page_shift
     rows = [
         {
@@ -82,6 +84,7 @@ def ptdump_frame(machine: Machine, *, raw: bool = False) -> pd.DataFrame:
 
     ``section`` names the last ``---[ marker ]---`` printed before the line.
     """
+    _validate.shaped(machine, "machine", "a Machine", "pgtables", "desc")
     from mmkit.mm.ptdump import PtdumpMarker, ptdump_walk
 
     section: str | None = None

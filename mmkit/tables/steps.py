@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mmkit import _validate
 from mmkit.events import KernelEvent, Step
 from mmkit.tables._columns import typed_frame
 
@@ -91,6 +92,7 @@ def steps_frame(steps: Iterable[Step | TraceRow], *, raw: bool = False) -> pd.Da
     own, and an ``events`` column holds the kernel log lines the step recorded). ``raw=True``
     keeps addresses as ints.
     """
+    _validate.records(steps, "steps", "steps (machine.history) or scheduler.take() rows")
     rows: list[dict[str, object]] = []
     traced = False
     for n, item in enumerate(steps, start=1):
@@ -109,6 +111,13 @@ def steps_frame(steps: Iterable[Step | TraceRow], *, raw: bool = False) -> pd.Da
 def events_frame(machine_or_events: Any, *, raw: bool = False) -> pd.DataFrame:
     """One row per kernel report (see :data:`EVENT_COLUMNS`), from a machine (its
     ``events``) or from a sequence of :class:`~mmkit.events.KernelEvent` records."""
+    _validate.records(
+        getattr(machine_or_events, "events", machine_or_events),
+        "machine_or_events",
+        "a Machine or its events",
+        "kind",
+        "message",
+    )
     events: Iterable[KernelEvent] = getattr(machine_or_events, "events", machine_or_events)
     rows = [
         {

@@ -138,8 +138,8 @@ class TreeBuilder(UniformTables, Ghosts):
         out: list[TreeNode] = []
         used = np.flatnonzero(arr)
         if used.size:
-            three = np.uint64(3)
-            is_table = np.zeros(used.size, bool) if leaf_depth else (arr[used] & three) == three
+            mask, value = (np.uint64(v) for v in self.pt.fmt.table_match)
+            is_table = np.zeros(used.size, bool) if leaf_depth else (arr[used] & mask) == value
             tables = self._child_tables(arr, used[is_table], depth, va0, pid)
             out.extend(self._runs(arr, old, used[~is_table], depth, va0, pid, added_table))
             out.extend(self._fold(tables, pid))

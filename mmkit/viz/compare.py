@@ -34,6 +34,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mmkit import _validate
 from mmkit.viz._common import OKABE_ITO, RED, config_label
 from mmkit.viz.layout import KIND_COLORS
 
@@ -92,6 +93,13 @@ def comparison_figure(
     stacked), one per TLBI kind of :data:`TLBI_KINDS` (panel 3), then ``"kernel events"``
     (red crosses over the policies that recorded any; ``customdata`` the event count).
     """
+    _validate.records(
+        outcomes,
+        "outcomes",
+        "the outcomes of mmkit.mm.compare.compare_policies()",
+        "policy",
+        "tables_left",
+    )
     policies = [o.policy for o in outcomes]
     fig = make_subplots(
         rows=1,
@@ -235,7 +243,9 @@ def comparison_figure(
             y=0.5,
             font={"color": "#555555"},
         )
-    fig.update_xaxes(tickangle=0)
+    # the series' short names stand upright; longer ones (a plugin's) slant so they never meet
+    slant = max(map(len, policies), default=0) * len(policies) > 40
+    fig.update_xaxes(tickangle=-35 if slant else 0)
     sub = (
         f"{len(outcomes)} polic{'ies' if len(outcomes) != 1 else 'y'}; the same blocks hot-added "
         "then removed under each"
@@ -253,12 +263,12 @@ def comparison_figure(
         title={"text": f"{head}<br><sup>{sub}</sup>", "x": 0.01, "xanchor": "left"},
         # panel 2 stacks; panels 1 and 3 stand side by side, one offset group per trace
         barmode="relative",
-        height=560,
-        margin={"l": 70, "r": 30, "t": 110, "b": 150},
+        height=620 if slant else 560,
+        margin={"l": 70, "r": 30, "t": 110, "b": 210 if slant else 150},
         legend={
             "orientation": "h",
             "x": 0,
-            "y": -0.12,
+            "y": -0.3 if slant else -0.12,
             "yanchor": "top",
             "groupclick": "toggleitem",
         },

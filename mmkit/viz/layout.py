@@ -36,6 +36,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mmkit import _validate
 from mmkit.arch import ArchDescriptor, Region, format_size
 
 __all__ = [
@@ -199,6 +200,9 @@ def pgd_boundaries(descriptor: ArchDescriptor, limit: int = _MAX_ENTRIES) -> lis
     >>> [hex(va) for va in pgd_boundaries(arch.get("arm64-4k-48"))]
     ['0xfffffd0000000000', '0xfffffd8000000000', '0xfffffe0000000000', '0xfffffe8000000000']
     """
+    _validate.shaped(
+        descriptor, "descriptor", "a descriptor from mmkit.arch.get()", "regions", "macros"
+    )
     spans = pgd_entries(descriptor, limit)
     edges = [start for start, _ in spans]
     top = max(r.end for r in _kernel_regions(descriptor))
@@ -407,6 +411,9 @@ def layout_figure(descriptor: ArchDescriptor) -> go.Figure:
     entry boundaries (``name="pgd-boundary-<va>"``), the V7 gap (``"v7-gap"``) and the shared
     PGD entry when the test says overlap (``"v7-shared-entry"``).
     """
+    _validate.shaped(
+        descriptor, "descriptor", "a descriptor from mmkit.arch.get()", "regions", "macros"
+    )
     regions = _kernel_regions(descriptor)
     spans = pgd_entries(descriptor)
     boundaries = pgd_boundaries(descriptor)

@@ -36,6 +36,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mmkit import _validate
 from mmkit.arch import format_size
 from mmkit.mm.memblock import MAX_NUMNODES, MemblockFlags, MemblockRegion, pfn_valid_why
 from mmkit.viz._common import OKABE_ITO, RED, machine_label
@@ -266,6 +267,7 @@ def memblock_figure(
     details]``, all addresses hex strings. Shapes: the holes (``name="hole"``) and the mark
     (``"mark"``).
     """
+    _validate.shaped(machine, "machine", "a Machine", "memblock", "physmem")
     memory = machine.memblock.regions("memory")
     reserved = machine.memblock.regions("reserved")
     runs = section_runs(machine)

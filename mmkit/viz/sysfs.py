@@ -41,6 +41,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mmkit import _validate
 from mmkit.arch import format_size
 from mmkit.viz._common import OKABE_ITO, RED, machine_label
 from mmkit.viz.sysfs_boxes import MAX_BOXES, StaleLink, SysfsBox, stale_links, sysfs_boxes
@@ -137,6 +138,7 @@ def sysfs_figure(machine: Any, *, title: str | None = None) -> go.Figure:
     markers at edge midpoints carrying each link's path), ``"node"`` devices, one trace per
     memory-block state (``"memory: online"``, ...), and ``"removed"`` boxes.
     """
+    _validate.shaped(machine, "machine", "a Machine", "sysfs", "blocks")
     boxes = sysfs_boxes(machine)
     stale = stale_links(machine)
     stale_keys = {(s.nid, s.block): s for s in stale}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mmkit import _validate
+
 __all__ = ["FOLD_RUN", "MAX_BOXES", "StaleLink", "SysfsBox", "stale_links", "sysfs_boxes"]
 
 #: The most memory-block boxes drawn (after folding); the rest are summarised in one box.
@@ -68,6 +70,7 @@ def stale_links(machine: Any) -> list[StaleLink]:
     is ``BUG_ON(ret)`` after ``link_mem_sections()`` returned ``-EEXIST``) while re-adding
     block M, and the old link is what was in the way.
     """
+    _validate.shaped(machine, "machine", "a Machine", "sysfs", "blocks")
     sysfs = machine.sysfs
     out = {
         (where[1], target[1]): "dangling"

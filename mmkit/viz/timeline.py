@@ -41,6 +41,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mmkit import _validate
 from mmkit.events import ACTIONS
 from mmkit.viz._common import OKABE_ITO, RED, machine_label
 from mmkit.viz.timeline_records import LockHold, event_steps, lock_holds
@@ -115,6 +116,7 @@ def timeline_figure(scheduler: Any, *, title: str | None = None) -> go.Figure:
     ``"kernel event"`` markers. Annotations: the lane labels (``name="lane"``), each
     event (``"event"``) and the "now" line's label (``"now"``).
     """
+    _validate.shaped(scheduler, "scheduler", "a Scheduler", "threads", "history", "machine")
     threads = list(scheduler.threads.values())
     lane = {t.name: i for i, t in enumerate(threads)}
     history = list(scheduler.history)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mmkit import _validate
 from mmkit.events import KernelEvent
 
 __all__ = ["LockHold", "event_steps", "lock_holds"]
@@ -34,6 +35,7 @@ class LockHold:
 
 def lock_holds(scheduler: Any) -> list[LockHold]:
     """Every lock hold in ``scheduler.history``, in the order they were taken."""
+    _validate.shaped(scheduler, "scheduler", "a Scheduler", "threads", "history", "machine")
     open_: dict[str, dict[str, tuple[int, str, int]]] = {}
     done: list[LockHold] = []
     for k, (name, step) in enumerate(zip(scheduler.schedule, scheduler.history, strict=True)):
@@ -59,6 +61,7 @@ def event_steps(scheduler: Any) -> list[tuple[KernelEvent, int | None]]:
     """Each kernel event of ``scheduler.machine`` with the index in ``scheduler.history``
     of the step whose performing recorded it (None: recorded before any step was taken).
     See the module docstring for why this is not simply ``KernelEvent.step``."""
+    _validate.shaped(scheduler, "scheduler", "a Scheduler", "threads", "history", "machine")
     events = list(scheduler.machine.events)
     if not events:
         return []

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mmkit import _validate
 from mmkit.errors import InvalidArgument
 from mmkit.viz.tree_model import (
     TreeNode,
@@ -267,6 +268,7 @@ def tree_figure(
     size: str = "log",
 ) -> go.Figure:
     """The kernel page tables of ``m`` as a figure (see the module docstring)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     parts = _tree_parts(
         m,
         style=style,
@@ -305,6 +307,7 @@ def update_tree_figure(fig: go.Figure, m: Machine, **options: Any) -> None:
     Inside one ``batch_update()``, only the properties that differ from the last update are
     sent (the browser redraws once, and a step that changes one table sends little); a change
     of style replaces the traces."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     parts = _tree_parts(m, **options)
     if [t.type for t in fig.data] != parts.types:
         new = _figure(parts)
@@ -340,6 +343,7 @@ def tree_diff_figure(
 ) -> go.Figure:
     """What changed in ``m``'s page tables since ``before``: added, freed, unmapped, and the
     empty table pages the policy left, each with why (in the hover and the summary)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     fig = tree_figure(
         m, style=style, color="state", since=before, title=title, fold_min=fold_min, size=size
     )
@@ -396,6 +400,8 @@ def tree_pair_figure(
     size: str = "log",
 ) -> go.Figure:
     """Two machines' trees side by side (the same scenario under two policies)."""
+    _validate.shaped(left, "left", "a Machine", "pgtables")
+    _validate.shaped(right, "right", "a Machine", "pgtables")
     _check_style(style, color)
     if style == "nodelink":
         raise InvalidArgument("tree_pair_figure draws hierarchical styles", choices=STYLES[:3])

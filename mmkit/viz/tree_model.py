@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmkit import _validate
 from mmkit.arch import format_size
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class TreeSnapshot:
 
 def snapshot(m: Machine, label: str = "") -> TreeSnapshot:
     """Record ``m``'s live table pages and their entries (a copy: later steps change nothing)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     pt = m.pgtables
     return TreeSnapshot(
         {
@@ -187,6 +189,7 @@ def tree_nodes(
 
     ``since`` colours what changed since that snapshot; ``fold_min`` is the shortest run of
     alike table pages folded into one node (a large number turns folding off)."""
+    _validate.shaped(m, "m", "a Machine", "pgtables")
     from mmkit.viz._tree_builder import TreeBuilder
 
     return TreeBuilder(m, since, max(2, fold_min)).build()
@@ -200,7 +203,8 @@ def why_left(m: Machine, node: TreeNode) -> str:
     if node.region == "vmemmap":
         if p.vmemmap_tables == "never":
             return f"{p.name}: vmemmap_free() never frees table pages"
-        if p.vmemmap_tables == "no-overlap" and m.desc.vmalloc_vmemmap_overlap.overlap:
+        report = getattr(m.desc, "vmalloc_vmemmap_overlap", None)
+        if p.vmemmap_tables == "no-overlap" and report is not None and report.overlap:
             return (
                 f"{p.name}: vmalloc and vmemmap share a PGD entry here, so vmemmap_free() "
                 "skips free_empty_tables()"

@@ -65,6 +65,10 @@ def _descriptor_text(m: Machine, raw: int | None, hw_level: int) -> str:
     """The descriptor decoded in one line (the parent's entry for a table)."""
     if raw is None:
         return "descriptor: —"
+    describe = getattr(m.pgtables.fmt, "describe", None)  # a format's own decoding, if any
+    if describe is not None:
+        name = next(lv.name for lv in m.pgtables.levels if lv.hw_level == hw_level)
+        return str(describe(raw, name))
     d = m.desc
     block_levels = frozenset(lv.hw_level for lv in d.geometry.levels_used if lv.hw_block)
     return _decoded(raw, hw_level, d.page_shift, d.pa_bits, block_levels)

@@ -11,6 +11,7 @@ logged), never lost.
   page-table tree, the pseudo-source and the kernel log;
 * :class:`RaceExplorer`: be the scheduler of a race, then search all its schedules;
 * :class:`PolicyComparison`: every hotplug policy on one hot-add / hot-remove;
+* :class:`PluginStatus`: every architecture and policy plugin, its status and the fix;
 * :class:`MemblockOrder`: patch 1/3's frames (memblock, ``pfn_valid()``, sysfs links);
 * :class:`CheckWidget`: any exercise of :mod:`mmkit.exercises`, checked in the kernel;
 * :class:`OverlapExercise`: the welcome lesson's self-checked exercise.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from mmkit.widgets.check import CheckWidget
 from mmkit.widgets.compare import PolicyComparison
 from mmkit.widgets.memblock import MemblockOrder
+from mmkit.widgets.plugins import PluginStatus
 from mmkit.widgets.race import RaceExplorer
 from mmkit.widgets.stepper import Stepper, step_latencies
 from mmkit.widgets.welcome import (
@@ -40,6 +42,7 @@ __all__ = [
     "Feedback",
     "MemblockOrder",
     "OverlapExercise",
+    "PluginStatus",
     "PolicyComparison",
     "RaceExplorer",
     "Stepper",

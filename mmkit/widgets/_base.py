@@ -29,6 +29,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from mmkit.errors import MmkitError
+from mmkit.widgets._startup import import_jsonschema_without_iri_grammar
+
+import_jsonschema_without_iri_grammar()  # before the first FigureWidget (see its module)
 
 __all__ = ["FIGURE_WIDTH", "ErrorPane", "figure_widget", "hex_or_dash"]
 

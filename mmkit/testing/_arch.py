@@ -1,155 +1,26 @@
-"""A test kit for mmkit plugin authors: conformance suites and registry helpers for pytest.
-
-Subclass :class:`ArchConformance` (or :class:`PolicyConformance`) in a test module under a
-``Test`` name and set ``plugin``; pytest then runs every check, once per configuration
-name where that makes sense::
-
-    from mmkit.testing import ArchConformance
-    from my_plugin import PLUGIN
-
-    class TestMyArch(ArchConformance):
-        plugin = PLUGIN
-        options: ClassVar = {"kernel": ("v5.4", "v6.1")}  # every option, some valid values
-
-:func:`isolated_registry` and :func:`tmp_plugin` let a test register plugins without
-touching the process's registry:
-
->>> from mmkit.plugins import POLICY_GROUP, _DemoPolicy, policy_plugins
->>> with isolated_registry(entries=()):
-...     with tmp_plugin(POLICY_GROUP, "demo", _DemoPolicy()) as report:
-...         (report.status, list(policy_plugins()))
-('ok', ['demo'])
-
-This module imports pytest and hypothesis; ``import mmkit`` never imports it.
-"""
+"""The conformance suite for ``mmkit.arch`` plugins, :class:`ArchConformance`: the contract
+(names, descriptors, macros, regions, errors, determinism). For a family that runs in a
+:class:`~mmkit.machine.Machine`, :class:`mmkit.testing.ArchMachineConformance` adds the
+engine's checks."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mmkit import plugins
 from mmkit.errors import MmkitError, UnknownName
+from mmkit.testing._common import _Conformance, _equal_to_any
 
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+__all__ = ["ArchConformance"]
 
-__all__ = ["ArchConformance", "PolicyConformance", "isolated_registry", "tmp_plugin"]
-
-_API_RE = re.compile(r"(\d+)\.(\d+)")
 _PAGE_SHIFTS = (12, 14, 16)  # 4K, 16K and 64K granules
-
-
-@contextlib.contextmanager
-def isolated_registry(
-    entries: Iterable[plugins.PluginEntry | EntryPoint] | None = None,
-) -> Iterator[None]:
-    """A fresh plugin registry for the ``with`` block (see :func:`mmkit.plugins.isolated`).
-
-    ``entries=None`` reads the installed entry points afresh; ``entries=()`` starts empty.
-    In a pytest fixture::
-
-        @pytest.fixture
-        def registry():
-            with isolated_registry(entries=()):
-                yield
-    """
-    with plugins.isolated(entries):
-        yield
-
-
-@contextlib.contextmanager
-def tmp_plugin(group: str, name: str, obj: object) -> Iterator[plugins.PluginReport]:
-    """Register ``obj`` as plugin ``name`` of ``group`` for the block; yield its report.
-
-    On exit the registration is removed, and an earlier runtime registration of the same
-    name is put back. A broken plugin is not an error here: inspect the report's status.
-    """
-    registry = plugins._current()  # the registry current now, even if isolated() swaps later
-    previous = registry.runtime.get((group, name), plugins._MISSING)
-    report = plugins.register(group, name, obj)
-    try:
-        yield report
-    finally:
-        with registry._lock:
-            if previous is plugins._MISSING:
-                registry.runtime.pop((group, name), None)
-            else:
-                registry.runtime[(group, name)] = previous
-            registry.forget(group)
-
-
-def _api_problem(declared: object) -> str | None:
-    match = _API_RE.fullmatch(declared) if isinstance(declared, str) else None
-    if match is None:
-        return f"api_version is {declared!r}; expected a 'MAJOR.MINOR' string like " + repr(
-            plugins.API_VERSION
-        )
-    if match[1] != plugins.API_VERSION.split(".")[0]:
-        return (
-            f"api_version {declared!r} has another major version than this mmkit's plugin API "
-            f"{plugins.API_VERSION}; mmkit would disable the plugin (api-mismatch)"
-        )
-    return None
-
-
-def _equal_to_any(value: object, valid: Sequence[object]) -> bool:
-    # Equality, not identity of type: a plugin may accept 48.0 for 48, and that is fine.
-    try:
-        return any(value == v for v in valid)
-    except Exception:  # an exotic __eq__ that raises: treat the value as a bad one
-        return False
-
-
-class _Conformance:
-    """What both suites share: the plugin, the registry check, hypothesis settings."""
-
-    plugin: ClassVar[Any] = None
-    group: ClassVar[str] = ""
-    #: Hypothesis examples per property check; derandomized so CI runs are reproducible.
-    max_examples: ClassVar[int] = 30
-
-    def _plugin(self) -> Any:
-        if self.plugin is None:
-            raise TypeError(
-                f"{type(self).__name__}: set the class attribute plugin = <your plugin object> "
-                f"(what your {self.group or 'mmkit'} entry point names)"
-            )
-        return self.plugin
-
-    def _settings(self) -> settings:
-        return settings(
-            max_examples=self.max_examples,
-            deadline=None,
-            database=None,  # no .hypothesis/ directory in the plugin author's tree
-            derandomize=True,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        )
-
-    def _culprit(self, subject: str | None = None) -> str:
-        plugin = self._plugin()
-        label = getattr(plugin, "family", None) or getattr(plugin, "name", None) or "plugin"
-        return f"{label}[{subject}]" if subject else str(label)
-
-    def test_api_version(self) -> None:
-        problem = _api_problem(getattr(self._plugin(), "api_version", None))
-        assert problem is None, f"{self._culprit()}: {problem}"
-
-    def test_registers_cleanly(self) -> None:
-        """The registry's own load checks accept the plugin (status ``ok``)."""
-        name = self._culprit()
-        with plugins.isolated(entries=()):
-            report = plugins.register(self.group, name, self._plugin())
-        assert report.status == "ok", (
-            f"{name}: mmkit's registry reports {report.status}: {report.message}; fix: {report.fix}"
-        )
 
 
 class ArchConformance(_Conformance):
@@ -402,41 +273,3 @@ class ArchConformance(_Conformance):
             )
 
         check()
-
-
-class PolicyConformance(_Conformance):
-    """Conformance tests for an ``mmkit.policy`` plugin; subclass it as ``Test...``."""
-
-    group = plugins.POLICY_GROUP
-
-    def test_name(self) -> None:
-        name = getattr(self._plugin(), "name", None)
-        assert isinstance(name, str) and name and not re.search(r"[\s=:\[\]]", name), (
-            f"{type(self._plugin()).__name__}: name is {name!r}; expected a non-empty string "
-            "without spaces"
-        )
-
-    def test_description(self) -> None:
-        text = getattr(self._plugin(), "description", None)
-        assert isinstance(text, str) and text.strip() and "\n" not in text.strip(), (
-            f"{self._culprit()}: description is {text!r}; expected one non-empty line"
-        )
-
-    def test_decisions(self) -> None:
-        from mmkit.policies.base import check_decisions
-
-        problems = check_decisions(self._plugin())
-        assert not problems, (
-            f"{self._culprit()}: " + "; ".join(problems) + " (mmkit.policies.base.DECISIONS)"
-        )
-
-    def test_kernel_versions(self) -> None:
-        versions = getattr(self._plugin(), "kernel_versions", None)
-        assert (
-            isinstance(versions, tuple)
-            and versions
-            and all(isinstance(v, str) and v.strip() for v in versions)
-        ), (
-            f"{self._culprit()}: kernel_versions is {versions!r}; expected a non-empty tuple "
-            "of version strings, e.g. ('v5.7',)"
-        )
