@@ -197,7 +197,8 @@ def map_table_run(
     if pt.pa_to_desc(phys + k * size - lsize) - first != k * size - lsize:
         return 0  # the output-address field is not linear over the run (52-bit PAs)
     cont_size = pt.geo.cont_pte_size
-    cont = pt.fmt.cont_bit if cont_size and not flags & NO_CONT_MAPPINGS and not phys % cont_size else 0
+    contiguous = cont_size and not flags & NO_CONT_MAPPINGS and not phys % cont_size
+    cont = pt.fmt.cont_bit if contiguous else 0
     name = level.name
     read = Step(
         "read",
