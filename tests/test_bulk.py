@@ -67,7 +67,8 @@ def test_bulk_steps_do_what_the_per_table_steps_do(name, options, size, monkeypa
             m.hot_remove(start, size)
         runs.append((m, m.history[mark:]))
     (bm, bsteps), (pm, psteps) = runs
-    assert bm.digest() == pm.digest() and bm.stats == pm.stats
+    # the history's length differs (that is the point): compare all but the log and history
+    assert bm.digest(log=False) == pm.digest(log=False) and bm.stats == pm.stats
     assert bm.events == pm.events == []
     assert canonical(bsteps) == canonical(psteps)
     if options.get("rodata_full"):  # every run of PTE tables was taken in bulk
@@ -106,7 +107,7 @@ def test_a_bulk_free_keeps_a_table_found_in_use_as_the_per_table_walk_does(name,
     per_table(monkeypatch)
     p, lo, hi, _ = _unmapped_with_a_stray_entry(name)
     psteps, _ = drive(p, free_empty_tables(p, lo, hi))
-    assert m.digest() == p.digest() and m.stats == p.stats
+    assert m.digest(log=False) == p.digest(log=False) and m.stats == p.stats  # not the history
     assert [e.message for e in m.events] == [e.message for e in p.events]
     assert canonical(steps) == canonical(psteps)
 

@@ -59,8 +59,8 @@ def get(name: str, **options: Any) -> ArchDescriptor:
     return plugins.create_arch(name, **options)
 
 
-#: the options every built-in family takes, by the type each must have (a plugin's own
-#: options pass through to it unchecked)
+#: the options every built-in family takes, by the type each must have (a third-party
+#: family's options, even of the same names, pass through to it unchecked: they are its own)
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "kernel": (str,),
     "kasan": (str, type(None)),
@@ -80,6 +80,11 @@ def _check_options(name: object, options: dict[str, Any]) -> None:
     text(name, "name")
     if len(name) > 64:  # no configuration is named like this; keep the message short
         raise UnknownName(f"unknown configuration {show(name)}", choices=names())
+    from mmkit import plugins
+
+    family = plugins.arch_configs().get(name)
+    if family is not None and not type(family).__module__.startswith("mmkit."):
+        return  # a plugin's family checks its own options
     for key, value in options.items():
         types = _OPTION_TYPES.get(key)
         if types is None:
