@@ -35,7 +35,8 @@ from mmkit import policies
 from mmkit.errors import InvalidArgument, MmkitError
 from mmkit.exercises import Exercise, Feedback, Mistake, Variant, register
 from mmkit.exercises._policy_runs import BUILTIN
-from mmkit.policies import HotplugPolicy
+from mmkit.policies import HotplugPolicy, PolicyLike
+from mmkit.policies.base import check_decisions
 from mmkit.scenarios.races import Race, ptdump_race, tlb_order, vmalloc_race
 
 __all__ = [
@@ -245,7 +246,7 @@ class BuildPolicyExercise(Exercise):
             {"config": config},
         )
 
-    def parse(self, variant: Variant, answer: Any) -> HotplugPolicy:
+    def parse(self, variant: Variant, answer: Any) -> PolicyLike:
         if isinstance(answer, str):
             try:
                 return policies.get(answer.strip())
@@ -253,8 +254,8 @@ class BuildPolicyExercise(Exercise):
                 raise InvalidArgument(
                     f"{err}; register yours first: plugins.register('mmkit.policy', name, policy)"
                 ) from None
-        if isinstance(answer, HotplugPolicy):
-            return answer
+        if isinstance(answer, PolicyLike) and not check_decisions(answer):
+            return answer  # a HotplugPolicy, or any object with the whole contract
         raise InvalidArgument(
             "a policy is a HotplugPolicy or the name of a registered one, "
             f"not {type(answer).__name__}"
