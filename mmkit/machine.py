@@ -295,6 +295,7 @@ class Machine:
             va_step=va_step,
             note="backing",
         )
+        plain: list[int] = []  # allocated blocks, freed together after the loop
         for i in range(count):
             first = pfn + (i << order)
             frame = self.physmem.frame(first)
@@ -314,7 +315,9 @@ class Machine:
                     freed_by=frame.freed_by,
                 )
             else:
-                self.physmem.free_pages(first, order, fn)
+                plain.append(first)
+        if plain:
+            self.physmem.free_pages_many(plain, order, fn)
 
     def bad_page(self, pfn: int, order: int, *, va: int | None = None) -> None:
         """``free_pages()`` of a ``PageReserved`` block: ``free_pages_prepare()`` checks each

@@ -185,6 +185,11 @@ class PhysMem:
     def free_tables(self, pfns: list[int], by: str) -> None:
         """:meth:`free_pages` of order-0 pages, in order, in one go (each must be allocated;
         checked before any is freed)."""
+        self.free_pages_many(pfns, 0, by)
+
+    def free_pages_many(self, pfns: list[int], order: int, by: str) -> None:
+        """:meth:`free_pages` of blocks of ``2**order`` pages, in order, in one go (each
+        must be allocated; checked before any is freed)."""
         frames = self.frames
         olds = list(map(frames.get, pfns))
         # records are immutable and a run shares a few: check and replace each kind once
@@ -193,10 +198,10 @@ class PhysMem:
             if frame is None or frame.state in ("free", "ram"):
                 pfn = pfns[olds.index(frame)]
                 raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")
-            freed[frame] = Frame("free", 0, frame.owner, by)
+            freed[frame] = Frame("free", order, frame.owner, by)
         self._digest = None
         self._set_many(pfns, list(map(freed.__getitem__, olds)))
-        self._free_lists.setdefault(0, []).extend(pfns)
+        self._free_lists.setdefault(order, []).extend(pfns)
         self.frees += len(pfns)
 
     def free_pages(self, pfn: int, order: int, by: str) -> None:
