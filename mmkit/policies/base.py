@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from mmkit.errors import InvalidArgument, MmkitError, PluginError
+from mmkit.plugins._contracts import PolicyPlugin
 
 __all__ = [
     "DATA_HOOKS",
@@ -136,18 +137,11 @@ DATA_HOOKS: Final[frozenset[str]] = frozenset({"listings"})
 
 
 @runtime_checkable
-class PolicyLike(Protocol):
-    """What the engine reads on a policy (module docstring): an ``mmkit.policy`` plugin
+class PolicyLike(PolicyPlugin, Protocol):
+    """What the engine reads on a policy (module docstring): the plugin metadata
+    (:class:`~mmkit.plugins.PolicyPlugin`) and every decision; an ``mmkit.policy`` plugin
     must have all of it; :class:`HotplugPolicy` is one. Optional: :data:`OPTIONAL_HOOKS`."""
 
-    @property
-    def api_version(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def kernel_versions(self) -> tuple[str, ...]: ...
     @property
     def passes(self) -> int: ...
     @property
