@@ -278,6 +278,37 @@ def map_table_run(
 
 
 # ------------------------------------------------------------------ unmap
+
+
+def _leaf_table_run(
+    m: Machine, depth: int, table: int, addr: int, end: int
+) -> tuple[int, int, np.ndarray, list[int]] | None:
+    """The run of live leaf tables whose entries start at ``addr`` in ``table`` (a level-
+    ``depth`` table), wholly inside [addr, end): ``(index, k, entries, pfns)``, or None when
+    there is no run of two. Table entries are told apart by the format's ``table_match``."""
+    pt = m.pgtables
+    level = pt.levels[depth]
+    size = level.entry_size
+    if addr % size:
+        return None
+    idx = level.index(addr)
+    k = min((end - addr) // size, level.ptrs - idx)
+    if k < _MIN_RUN:
+        return None
+    vals = pt.content[table][idx : idx + k]
+    mask, value = pt.fmt.table_match
+    not_table = np.flatnonzero((vals & _U64(mask)) != _U64(value))
+    if len(not_table):
+        k = int(not_table[0])
+        if k < _MIN_RUN:
+            return None
+        vals = vals[:k]
+    pfns = _table_pfns(m, vals)
+    if not pt.info.keys() >= set(pfns):
+        return None
+    return idx, k, vals, pfns
+
+
 def unmap_table_run(
     m: Machine, depth: int, table: int, addr: int, end: int, free_mapped: bool
 ) -> Iterator[Step]:
@@ -290,23 +321,10 @@ def unmap_table_run(
     pt = m.pgtables
     level = pt.levels[depth]
     size = level.entry_size
-    if addr % size:
+    run = _leaf_table_run(m, depth, table, addr, end)
+    if run is None:
         return 0
-    idx = level.index(addr)
-    k = min((end - addr) // size, level.ptrs - idx)
-    if k < _MIN_RUN:
-        return 0
-    arr = pt.content[table]
-    vals = arr[idx : idx + k]
-    not_table = np.flatnonzero((vals & _U64(3)) != 3)
-    if len(not_table):
-        k = int(not_table[0])
-        if k < _MIN_RUN:
-            return 0
-        vals = vals[:k]
-    pfns = _table_pfns(m, vals)
-    if not pt.info.keys() >= set(pfns):
-        return 0
+    idx, k, vals, pfns = run
     leaf = pt.levels[depth + 1]
     ptrs = leaf.ptrs
     lsize = leaf.entry_size
@@ -372,23 +390,10 @@ def free_table_run(
     pt = m.pgtables
     level = pt.levels[depth]
     size = level.entry_size
-    if addr % size:
+    run = _leaf_table_run(m, depth, table, addr, end)
+    if run is None:
         return 0
-    idx = level.index(addr)
-    k = min((end - addr) // size, level.ptrs - idx)
-    if k < _MIN_RUN:
-        return 0
-    arr = pt.content[table]
-    vals = arr[idx : idx + k]
-    not_table = np.flatnonzero((vals & _U64(3)) != 3)
-    if len(not_table):
-        k = int(not_table[0])
-        if k < _MIN_RUN:
-            return 0
-        vals = vals[:k]
-    pfns = _table_pfns(m, vals)
-    if not pt.info.keys() >= set(pfns):
-        return 0
+    idx, k, vals, pfns = run
     leaf = pt.levels[depth + 1]
     ptrs = leaf.ptrs
     lsize = leaf.entry_size
