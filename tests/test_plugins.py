@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,7 +24,14 @@ import pytest
 from mmkit import plugins
 from mmkit.errors import InvalidArgument, PluginError, UnknownName
 from mmkit.plugins import ARCH_GROUP, POLICY_GROUP, PluginEntry
-from mmkit.testing import ArchConformance, PolicyConformance, isolated_registry, tmp_plugin
+from mmkit.testing import (
+    ArchConformance,
+    PolicyConformance,
+    TmpSite,
+    isolated_registry,
+    tmp_plugin,
+    tmp_site,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DIR = ROOT / "plugins" / "mmkit-example-arch"
@@ -114,49 +121,13 @@ PLUGIN = Policy()
 """
 
 
-@dataclass
-class FakeSite:
-    """A directory on sys.path holding fake installed distributions and their modules."""
-
-    root: Path
-    modules: set[str] = field(default_factory=set)
-
-    def add_dist(
-        self,
-        name: str,
-        entry_points: Mapping[str, Mapping[str, str]],
-        modules: Mapping[str, str] | None = None,
-        version: str = "1.0",
-    ) -> None:
-        info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
-        )
-        lines = []
-        for group, entries in entry_points.items():
-            lines.append(f"[{group}]")
-            lines += [f"{key} = {value}" for key, value in entries.items()]
-        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for module, source in (modules or {}).items():
-            (self.root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-            self.modules.add(module)
-        importlib.invalidate_caches()
-
-
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
-    """Fake distributions in a fresh registry that reads the real (plus fake) metadata."""
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TmpSite]:
+    """Temporary installed distributions (mmkit.testing's) in a fresh registry that reads
+    the real and the temporary metadata."""
     monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
-    fake = FakeSite(root)
-    with plugins.isolated():
+    with tmp_site(tmp_path / "site") as fake:
         yield fake
-    for module in fake.modules:
-        sys.modules.pop(module, None)
-    importlib.invalidate_caches()
 
 
 def report_of(name: str, distribution: str | None = None) -> plugins.PluginReport:
@@ -228,7 +199,10 @@ def test_discover_does_not_import(site):
 def test_rescan_sees_a_newly_installed_plugin(site):
     assert "late" not in plugins.arch_plugins()
     site.add_dist(
-        "late-dist", {ARCH_GROUP: {"late": "fake_late:PLUGIN"}}, {"fake_late": arch_source("late")}
+        "late-dist",
+        {ARCH_GROUP: {"late": "fake_late:PLUGIN"}},
+        {"fake_late": arch_source("late")},
+        rescan=False,  # installed from another terminal: the running process has not looked
     )
     assert "late" not in plugins.arch_plugins(), "cached until rescan()"
     plugins.rescan()

@@ -80,9 +80,13 @@ class TmpSite:
         entry_points: Mapping[str, Mapping[str, str]],
         modules: Mapping[str, str] | None = None,
         version: str = "1.0",
+        *,
+        rescan: bool = True,
     ) -> None:
         """Install distribution ``name``: ``entry_points`` maps a group to ``{entry name:
-        "module:attr"}``; ``modules`` maps module names to their source (dedented)."""
+        "module:attr"}``; ``modules`` maps module names to their source (dedented).
+        ``rescan=False`` leaves the registry's cache alone, as a ``pip install`` in another
+        terminal does to a running kernel (until :func:`mmkit.plugins.rescan`)."""
         info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
@@ -97,7 +101,8 @@ class TmpSite:
             (self.root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
             self.modules.add(module)
         importlib.invalidate_caches()
-        plugins.rescan()
+        if rescan:
+            plugins.rescan()
 
 
 @contextlib.contextmanager
