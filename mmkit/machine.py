@@ -269,8 +269,8 @@ class Machine:
 
     def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
         """``free_hotplug_pgtable_page()`` of one unhooked table page
-        (:func:`mmkit.pgtable.bulk.free_tables`)."""
-        from mmkit.pgtable.bulk import free_tables
+        (:func:`mmkit.pgtable.bulk_free.free_tables`)."""
+        from mmkit.pgtable.bulk_free import free_tables
 
         return free_tables(self, [pfn], fn)
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmkit.events import Step
-from mmkit.pgtable.bulk import free_table_run
+from mmkit.pgtable.bulk_free import free_table_run
 from mmkit.pgtable.remove_pagetable import remove_pagetable
 from mmkit.pgtable.unmap import (
     coarse_run,
