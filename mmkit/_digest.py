@@ -48,9 +48,15 @@ DIGEST_ATTRIBUTES: tuple[str, ...] = (
 )
 
 
+#: types whose values compare and hash as themselves (an attribute keeps one type)
+_PLAIN = frozenset({int, bool, str, type(None)})
+
+
 def _canonical(value: object) -> object:
     """``value`` for the digest: independent of dict and set order, and of the
     history index a kernel event carries."""
+    if type(value) in _PLAIN:  # what most attributes hold: the value is its own digest
+        return value
     if isinstance(value, KernelEvent):
         return repr(dataclasses.replace(value, step=None))
     if isinstance(value, dict):

@@ -11,7 +11,7 @@ released only its frame, a TLBI only the TLBs and the counters, a lock only ``m.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,14 +49,18 @@ class State:
     locks: dict[str, str]
     tlbs: str
     events: int
+    #: a copy of every live table page's entries (the digest compares their fingerprints)
+    live: dict[int, np.ndarray] = field(compare=False, repr=False)
 
     @classmethod
     def of(cls, m: Machine) -> State:
         tlbs = repr([(sorted(t.leaf.items()), sorted(t.walk.items())) for t in m.tlbs])
-        return cls(m.digest()[:9], dict(m.stats), dict(m.locks), tlbs, len(m.events))
+        pt = m.pgtables
+        live = {pfn: pt.content[pfn].copy() for pfn in pt.info}
+        return cls(m.digest()[:9], dict(m.stats), dict(m.locks), tlbs, len(m.events), live)
 
     def tables(self) -> dict[int, np.ndarray]:
-        return {pfn: np.frombuffer(raw, dtype=np.uint64) for pfn, _, _, raw in self.digest[0]}
+        return self.live
 
 
 def content(m: Machine, pfn: int | None) -> np.ndarray | None:
