@@ -87,3 +87,52 @@ def test_bad_search_limits_are_refused_before_anything_runs(kw, word):
     race = ptdump_race("arm64-64k-42", "naive")
     with pytest.raises(InvalidArgument, match=word):
         race.explore(**kw)
+
+
+def publish_then_log(m, name):
+    """Writes x = 1, then a step that touches nothing the other thread sees."""
+    step = Step("write", name, "x = 1")
+    yield step
+    m.x = step.new = 1
+    yield Step("call", name, "pr_debug()")
+
+
+def check_x(m, name):
+    step = Step("read", name, "if (x) BUG()")
+    yield step
+    if m.x:
+        m.record_event("bug", name, "x was set")
+
+
+def publish_race():
+    m = Counter()
+    return m, [
+        Thread("A", "a", 0, publish_then_log(m, "A")),
+        Thread("B", "b", 1, check_x(m, "B")),
+    ]
+
+
+def test_a_reported_failure_drops_the_local_steps_nothing_after_needs():
+    # the explorer never switches before A's local step, so it first fails with "A A B";
+    # that step commutes with B's, so the failure needs only "A B"
+    r = explore(publish_race, bound=2, local=lambda step: step.action == "call")
+    assert r.shortest == "A B" and r.events == [
+        replay(publish_race, "A B").machine.events[0].report()
+    ]
+    plain = explore(publish_race, bound=2)
+    assert plain.shortest == "A B"  # what the full search finds without local steps
+
+
+def test_the_shortest_ptdump_failure_carries_no_local_step_it_could_drop():
+    from mmkit.scenarios.races import ptdump_race
+
+    race = ptdump_race("arm64-64k-42", "naive")
+    r = race.explore(bound=2)
+    s = replay(race.make, r.shortest)
+    assert any(e.kind == "use-after-free" for e in s.machine.events)
+    before = replay(race.make, " ".join(r.shortest.split()[:-1]))
+    assert not any(e.kind == "use-after-free" for e in before.machine.events)
+    later: set[str] = set()
+    for step, name in reversed(list(zip(s.history, s.schedule, strict=True))[:-1]):
+        assert name in later or not race.is_local(step), (name, step)
+        later.add(name)

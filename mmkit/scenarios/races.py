@@ -126,6 +126,9 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
     # known from one run, and P's read of any other table commutes with all of H's steps
     touched = _tables_touched(copy.deepcopy(base), remove_memory, start, size)
     commutes = _walk_commutes(base)
+    # P only reads table pages, never the TLBs: H's reads and its TLB invalidations touch
+    # nothing P writes or reads
+    h_local = frozenset({"read", "tlbi"})
 
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
@@ -147,7 +150,9 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
         make,
         local_actions=BOOKKEEPING,
         also_local=lambda step: (
-            step.thread == "P" and step.action == "read" and step.table not in touched
+            step.action in h_local
+            if step.thread == "H"
+            else step.action == "read" and step.table not in touched
         ),
         also_independent=commutes,
     )

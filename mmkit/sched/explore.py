@@ -26,11 +26,14 @@ branch's thread going on from it). Three partial-order reductions keep the searc
   vouches for.
 
 Every state reachable within the bound is still reached, so the shortest failing prefix
-is found (brute force agrees, ``tests/test_explore_property.py``; with local steps the
-report may carry local steps a thread took before a switch, which a schedule switching just
-before them would not); each alternative the
+is found (brute force agrees, ``tests/test_explore_property.py``). A schedule found with
+local steps may carry some that a thread took before a switch: the report leaves out each
+local step that no later step of its thread follows (it commutes with everything after it,
+so the failure happens without it; a replay checks that it does). Each alternative the
 search pushes costs one replay of its prefix on a fresh copy of the scenario (generators
-cannot be copied), which is what the reductions save. Schedules whose end states are equal
+cannot be copied), which is what the reductions save; along a path, a step already taken
+from the same state elsewhere leads to the state it led to then, so its key is looked up,
+not computed (no digest of the machine). Schedules whose end states are equal
 form one *equivalence class*; the result counts both.
 
 A schedule *fails* when ``failing(scheduler)`` says so; by default when a kernel event of a
@@ -117,6 +120,38 @@ def _failed(s: Scheduler) -> bool:
 _state_key = state_key
 
 
+def _needed(s: Scheduler, local: Callable[[Any], bool] | None) -> list[str]:
+    """The schedule ``s`` took without the local steps its last step does not need: a
+    local step that no later step of its thread follows commutes with everything after
+    it, so the last step does what it did without it (the explorer switches only after
+    local steps, so a schedule it finds may carry some before a switch)."""
+    if local is None:
+        return list(s.schedule)
+    keep: list[str] = []
+    later: set[str] = set()
+    last = len(s.history) - 1
+    for i in range(last, -1, -1):
+        name = s.schedule[i]
+        if i < last and name not in later and local(s.history[i]):
+            continue
+        later.add(name)
+        keep.append(name)
+    keep.reverse()
+    return keep
+
+
+def _fails_only_at_its_end(
+    factory: Factory, names: list[str], failing: Callable[[Scheduler], bool]
+) -> Scheduler | None:
+    """A fresh scenario that took ``names`` if it fails after the last and not before."""
+    s = Scheduler(factory)
+    for name in names:
+        if failing(s) or name not in s.runnable():
+            return None
+        s.step(name)
+    return s if failing(s) else None
+
+
 def haystack(counts: Sequence[int]) -> int:
     """Interleavings of threads with these step counts: (sum n)! / prod(n!)."""
     total = math.factorial(sum(counts))
@@ -134,6 +169,7 @@ class _Branch:
     last: str | None
     spent: int
     sleep: int  #: a bit per thread, in the scenario's thread order
+    edge: int | None  #: hash((state key, thread)) of the step that ends the prefix
 
 
 _SPENT = (1 << 32) - 1  #: the preemptions-spent bits of a packed cache entry
@@ -207,37 +243,55 @@ def explore(
     # list when explored more than once with incomparable ones): ints keep the cache small
     seen: dict[int, int | list[int]] = {}
     finals: set[int] = set()
+    #: hash((state key, thread)) -> the key of the state that thread's step leads to: a
+    #: key stands for the whole state, so the step leads there whichever path reached it,
+    #: and a path that takes a known step needs no key (no digest of the machine)
+    edges: dict[int, int] = {}
     paths = 0
     # Depth first without re-running every node: follow one path to its end, pushing the
     # alternatives met on the way; a pushed alternative is replayed from a fresh copy once.
-    work: list[_Branch] = [_Branch((), None, 0, 0)]
+    work: list[_Branch] = [_Branch((), None, 0, 0, None)]
     while work:
         if result.schedules >= max_schedules:
             result.complete = False
             break
         branch = work.pop()
+        edge = branch.edge
         s = Scheduler(factory)
         for name in branch.prefix:  # a prefix the search took: no dry run (follow's) needed
             s.step(name)
         keys = StateKeys()
-        after_read = False
+        machine_kept = False  # nothing but reads since the last key: its machine part stands
+        here = edges.get(branch.edge) if branch.edge is not None else None
         last, spent, sleep = branch.last, branch.spent, branch.sleep
         while True:
             failed = failing(s)
             if failed or s.finished() or s.deadlock:
                 result.schedules += 1
-                finals.add(keys.key(s, after_read=after_read))
+                if here is None:
+                    here = keys.key(s, after_read=machine_kept)
+                    if edge is not None:
+                        edges[edge] = here
+                finals.add(here)
                 result.classes = len(finals)
                 if failed:
                     result.failing += 1
-                    if result.shortest is None or len(s.schedule) < len(result.shortest.split()):
-                        result.shortest = s.schedule_string()
-                        result.events = [e.report() for e in s.machine.events]
+                    names = _needed(s, local)
+                    if result.shortest is None or len(names) < len(result.shortest.split()):
+                        found = s
+                        if len(names) < len(s.schedule):  # checked, not taken on trust
+                            found = _fails_only_at_its_end(factory, names, failing) or s
+                        result.shortest = found.schedule_string()
+                        result.events = [e.report() for e in found.machine.events]
                 break
             # the same state reached with the same last thread, no more preemptions spent
             # and no fewer threads asleep has the same futures within the bound: explore it
             # once
-            here = keys.key(s, after_read=after_read)
+            if here is None:  # a step no path took from the state before
+                here = keys.key(s, after_read=machine_kept)
+                machine_kept = True
+                if edge is not None:
+                    edges[edge] = here
             if not _remember(seen, hash((here, last)), spent, sleep):
                 result.cache_hits += 1
                 break
@@ -279,11 +333,14 @@ def explore(
                 ):
                     result.cache_hits += 1
                     continue
-                work.append(_Branch((*s.schedule, name), name, cost, nap))
+                work.append(_Branch((*s.schedule, name), name, cost, nap, hash((here, name))))
                 result.branches += 1
             last, spent = options[0]
             sleep = sum(bit[u] for u in asleep if u != last and commute(pending[u], pending[last]))
-            after_read = s.step(last).action == "read"
+            machine_kept = s.step(last).action == "read" and machine_kept
+            # the state a step leads to is known when a path took it from this state before
+            edge = hash((here, last))
+            here = edges.get(edge)
         # each path ends as a schedule or a cut; a path costs a fresh scenario (a machine
         # copy), so a call every PROGRESS_EVERY paths is noise next to the work
         paths += 1
