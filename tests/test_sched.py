@@ -143,3 +143,25 @@ def test_a_kernel_event_names_the_scheduler_step_that_recorded_it() -> None:
     rows = list(race.scheduler().take(schedule.split()))
     truth = [row.n - 1 for row in rows for _ in row.events]
     assert truth and [e.step for e in s.machine.events] == truth
+
+
+@pytest.mark.parametrize(
+    ("locks", "names"),
+    [
+        ((("X",), ("X",)), ["A", "A", "A", "A", "B", "B", "B"]),
+        ((("X", "Y"), ("Y", "X")), ["A", "B"]),  # the last step blocks both: a deadlock
+        ((("X",), ()), ["A", "B", "A", "A", "A"]),  # B takes no lock
+    ],
+)
+def test_retaking_a_prefix_is_taking_it_step_by_step(locks, names):
+    one, again = Scheduler(factory(*locks)), Scheduler(factory(*locks))
+    for name in names:
+        one.step(name)
+    again.retake(names)
+    assert one.schedule == again.schedule and one.machine.log == again.machine.log
+    assert one.locks.snapshot() == again.locks.snapshot()
+    assert [e.message for e in one.machine.events] == [e.message for e in again.machine.events]
+    assert [len(t.steps) for t in one.threads.values()] == [
+        len(t.steps) for t in again.threads.values()
+    ]
+    assert again.deadlock is (locks == (("X", "Y"), ("Y", "X")))

@@ -258,8 +258,7 @@ def explore(
         branch = work.pop()
         edge = branch.edge
         s = Scheduler(factory)
-        for name in branch.prefix:  # a prefix the search took: no dry run (follow's) needed
-            s.step(name)
+        s.retake(branch.prefix)  # a prefix the search took: no dry run (follow's) needed
         keys = StateKeys()
         machine_kept = False  # nothing but reads since the last key: its machine part stands
         here = edges.get(branch.edge) if branch.edge is not None else None

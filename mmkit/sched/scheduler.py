@@ -229,6 +229,29 @@ class Scheduler:
             )
         return step
 
+    def retake(self, names: Sequence[str]) -> None:
+        """Take again steps that an identical instance of the scenario took before, in the
+        same order (a prefix the explorer took): the checks :meth:`step` makes held then,
+        and the scenario is deterministic, so only the last step is checked (as it may
+        block every thread, when the prefix is a new alternative)."""
+        threads, locks = self.threads, self.locks
+        for name in names[:-1]:
+            t = threads[name]
+            step = t.pending
+            assert step is not None, f"{name} has no step to take again"
+            action = step.action
+            if action == "lock":
+                lock, _, mode = (step.note or "").partition(":")
+                locks.acquire(lock, mode or "exclusive", name)
+            elif action == "unlock" and step.note:
+                locks.release(step.note.partition(":")[0], name)
+            self.schedule.append(name)
+            self.history.append(step)
+            t.steps.append(step)
+            self._advance(t)
+        if names:
+            self.step(names[-1])
+
     def _check_name(self, name: object, where: str = "") -> None:
         if not isinstance(name, str) or name not in self.threads:
             raise InvalidArgument(
