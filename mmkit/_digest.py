@@ -5,6 +5,7 @@ not a trace)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mmkit.events import KernelEvent
@@ -12,7 +13,14 @@ from mmkit.events import KernelEvent
 if TYPE_CHECKING:
     from mmkit.machine import Machine
 
-__all__ = ["DIGEST_ATTRIBUTES", "machine_digest"]
+__all__ = [
+    "DIGEST_ATTRIBUTES",
+    "PARTS",
+    "STATE_PARTS",
+    "WRITES",
+    "digest_part",
+    "machine_digest",
+]
 
 #: attributes the digest reads by value (besides the page tables, frames, memblock,
 #: sections, blocks, sysfs, ``hotplugged``, ``vmalloc_ranges``, ``resources``, log,
@@ -68,24 +76,87 @@ def _canonical(value: object) -> object:
     return repr(value)
 
 
+#: the parts of the digest, in order (:func:`machine_digest`)
+PARTS: tuple[str, ...] = (
+    "tables",
+    "frames",
+    "hotplugged",
+    "vmalloc_ranges",
+    "memblock",
+    "sections",
+    "blocks",
+    "sysfs",
+    "resources",
+    "log",
+    "history",
+    "stats",
+    "tlbs",
+    "locks",
+    "lock_holders",
+    "attributes",
+)
+
+
+def _parts(*names: str) -> frozenset[int]:
+    return frozenset(PARTS.index(n) for n in names)
+
+
+#: The parts a step of each kind may change when it is performed (its generator resumed
+#: to its next step), besides the log and the history, provided it records no kernel
+#: event (a BUG sets ``oops``, say); an action not named here may change anything.
+#: ``tests/test_step_convention.py`` checks every step of the hotplug flows against it,
+#: and the explorer's state keys rely on it (:mod:`mmkit.sched._reduction`).
+WRITES: dict[str, frozenset[int]] = {
+    "read": frozenset(),
+    "write": _parts("tables"),
+    "alloc": _parts("tables", "frames", "attributes"),
+    "free": _parts("tables", "frames", "attributes"),
+    "tlbi": _parts("stats", "tlbs"),
+    "access": _parts("tlbs"),
+    "lock": _parts("locks", "lock_holders"),
+    "unlock": _parts("locks", "lock_holders"),
+    "memblock": _parts("memblock"),
+    "device": _parts("sections", "blocks", "sysfs"),
+    "sysfs": _parts("blocks", "sysfs"),
+    "call": _parts("hotplugged", "vmalloc_ranges", "sections", "resources", "attributes"),
+}
+
+#: every part but the log and the history
+STATE_PARTS: frozenset[int] = frozenset(range(len(PARTS))) - _parts("log", "history")
+
+
+def digest_part(m: Machine, part: int) -> object:
+    """Part number ``part`` of the digest of ``m`` (see :data:`PARTS`)."""
+    return _PART[part](m)
+
+
+def _attributes(m: Machine) -> object:
+    return tuple((key, _canonical(getattr(m, key, None))) for key in DIGEST_ATTRIBUTES)
+
+
+_PART: tuple[Callable[[Machine], object], ...] = (
+    lambda m: m.pgtables.digest(),
+    lambda m: m.physmem.digest(),
+    lambda m: tuple(m.hotplugged),
+    lambda m: tuple(m.vmalloc_ranges),
+    lambda m: m.memblock.snapshot(),
+    lambda m: tuple(sorted((n, repr(sec)) for n, sec in m.sections.items())),
+    lambda m: tuple(sorted((b, repr(blk)) for b, blk in m.blocks.items())),
+    lambda m: m.sysfs.digest(),
+    lambda m: tuple(m.resources),
+    lambda m: tuple(sorted(_canonical(e) for e in m.events)),  # type: ignore[type-var]
+    lambda m: len(m.history),
+    lambda m: tuple(sorted(m.stats.items())),
+    lambda m: tuple((tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items()))) for t in m.tlbs),
+    lambda m: tuple(sorted(m.locks.items())),
+    lambda m: tuple(sorted((k, tuple(sorted(v))) for k, v in m._lock_holders.items())),
+    _attributes,
+)
+assert len(_PART) == len(PARTS)
+_LOG_PARTS = _parts("log", "history")
+
+
 def machine_digest(m: Machine, *, log: bool = True) -> tuple[object, ...]:
-    """The digest of ``m`` (:meth:`Machine.digest <mmkit.machine.Machine.digest>`)."""
-    rest = tuple((key, _canonical(getattr(m, key, None))) for key in DIGEST_ATTRIBUTES)
-    return (
-        m.pgtables.digest(),
-        m.physmem.digest(),
-        tuple(m.hotplugged),
-        tuple(m.vmalloc_ranges),
-        m.memblock.snapshot(),
-        tuple(sorted((n, repr(sec)) for n, sec in m.sections.items())),
-        tuple(sorted((b, repr(blk)) for b, blk in m.blocks.items())),
-        m.sysfs.digest(),
-        tuple(m.resources),
-        tuple(sorted(_canonical(e) for e in m.events)) if log else None,  # type: ignore[type-var]
-        len(m.history) if log else None,
-        tuple(sorted(m.stats.items())),
-        tuple((tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items()))) for t in m.tlbs),
-        tuple(sorted(m.locks.items())),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in m._lock_holders.items())),
-        rest,
-    )
+    """The digest of ``m`` (:meth:`Machine.digest <mmkit.machine.Machine.digest>`): its
+    :data:`PARTS`, the log and history as None when ``log`` is false."""
+    return tuple(None if not log and i in _LOG_PARTS else part(m) for i, part in enumerate(_PART))

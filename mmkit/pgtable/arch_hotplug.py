@@ -70,6 +70,7 @@ def arch_add_memory(m: Machine, start: int, size: int) -> Iterator[Step]:
             # stay (as in the kernel); then arch_add_memory() unwinds the linear map
             yield from vmemmap_free(m, lo, hi)
             yield from remove_pgd_mapping(m, m.lm_va(start), size)
+            yield Step("call", fn, "return -ENOMEM", va=m.lm_va(start))
             m.added_sections_leaked = (s - start) // sec
             raise
     yield Step("call", fn, "return 0", va=m.lm_va(start))

@@ -9,8 +9,10 @@ was performed, from memory as it was then, so two threads with the same observat
 be about to do different things. The key is a 64-bit hash of all
 that; :class:`StateKeys` keeps it cheap along one path: each thread's observations are
 hashed step by step as they come (not all over again at every state), and the machine's
-part is kept across a ``read`` step, which changes nothing but the kernel log
-(``tests/test_races.py`` checks that on every lesson race).
+part is kept by part of its digest, and a part digested again only after a step of a kind
+that may write it (:data:`mmkit._digest.WRITES`: a ``read`` changes nothing but the log,
+a ``write`` only table pages, a ``tlbi`` only TLBs and their counts; the step convention's
+tests check that contract on every step of the hotplug flows and of every lesson race).
 
 **Commuting steps.** Sleep sets (Godefroid, *Partial-Order Methods for the Verification of
 Concurrent Systems*, 1996) skip a schedule when an equivalent one, the same steps with two
@@ -43,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mmkit._digest import PARTS, STATE_PARTS, WRITES, digest_part
 from mmkit.events import Step
 
 if TYPE_CHECKING:
@@ -120,14 +123,19 @@ def _intent(step: Step) -> tuple[object, ...]:
 
 
 class StateKeys:
-    """State keys along one path (see the module docstring): call :meth:`key` at each
-    state; ``after_read=True`` says that the only step taken since the last call was a
-    ``read``, so the machine's part of the key stands."""
+    """State keys along one path (see the module docstring): call :meth:`key` at each state
+    of the path, in order (states may be skipped). The machine's part of the key is kept
+    by part of its digest: a step changes only the parts its kind may write
+    (:data:`mmkit._digest.WRITES`, the step convention's contract), so only those are
+    digested again; a kernel event, or a step of another kind, makes every part stale."""
 
     def __init__(self) -> None:
         #: per thread, in name order: [steps hashed, hash of them]
         self._observed: list[tuple[list[int], list[Any]]] | None = None
-        self._machine: int | None = None
+        self._parts: list[int] = []  #: hash of each part of the machine's digest
+        self._machine = 0  #: hash of them all
+        self._taken = -1  #: steps of the history the parts account for (-1: none yet)
+        self._events = 0  #: events in the log then
 
     def _threads(self, s: Scheduler) -> tuple[object, ...]:
         if self._observed is None:
@@ -148,23 +156,51 @@ class StateKeys:
             out.append(None if t.pending is None else _intent(t.pending))
         return tuple(out)
 
-    def key(self, s: Scheduler, *, after_read: bool = False) -> int:
+    def _stale(self, s: Scheduler) -> frozenset[int] | set[int]:
+        """The digest parts the steps taken since the last key may have changed."""
+        history, m = s.history, s.machine
+        if self._taken < 0 or len(m.events) != self._events:
+            return STATE_PARTS
+        stale: set[int] = set()
+        for step in history[self._taken :]:
+            writes = WRITES.get(step.action)
+            if writes is None:
+                return STATE_PARTS
+            stale |= writes
+        return stale
+
+    def _machine_hash(self, s: Scheduler) -> int:
         m = s.machine
-        if self._machine is None or not after_read:
-            tlbs = tuple(
-                (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
-                for t in getattr(m, "tlbs", ())
-            )
-            self._machine = hash((_state_digest(m), tlbs))
+        stale = self._stale(s)
+        if stale:
+            if not hasattr(m, "pgtables"):  # a machine-like object: its whole digest
+                tlbs = tuple(
+                    (tuple(sorted(t.leaf.items())), tuple(sorted(t.walk.items())))
+                    for t in getattr(m, "tlbs", ())
+                )
+                self._machine = hash((_state_digest(m), tlbs))
+            else:
+                parts = self._parts or [0] * len(PARTS)
+                for i in stale:
+                    parts[i] = hash(digest_part(m, i))
+                self._parts = parts
+                self._machine = hash(tuple(parts))
+        self._taken, self._events = len(s.history), len(m.events)
+        return self._machine
+
+    def key(self, s: Scheduler) -> int:
+        """The key of the state ``s`` is in."""
         # the cache keeps a 64-bit hash, not the state (table pages are kilobytes each):
         # small and cheap to look up; a collision (odds about states**2 / 2**65) could
         # only make the search skip one state
-        return hash((self._machine, s.locks.snapshot(), len(m.events), self._threads(s)))
+        return hash(
+            (self._machine_hash(s), s.locks.snapshot(), len(s.machine.events), self._threads(s))
+        )
 
 
 def _state_digest(m: Any) -> object:
-    """The machine's digest without its log and history (the key counts the log itself);
-    a machine-like object whose ``digest()`` takes no ``log`` gives its whole digest."""
+    """A machine-like object's digest without its log and history (the key counts the log
+    itself); one whose ``digest()`` takes no ``log`` gives its whole digest."""
     try:
         return m.digest(log=False)
     except TypeError:

@@ -260,7 +260,6 @@ def explore(
         s = Scheduler(factory)
         s.retake(branch.prefix)  # a prefix the search took: no dry run (follow's) needed
         keys = StateKeys()
-        machine_kept = False  # nothing but reads since the last key: its machine part stands
         here = edges.get(branch.edge) if branch.edge is not None else None
         last, spent, sleep = branch.last, branch.spent, branch.sleep
         while True:
@@ -268,7 +267,7 @@ def explore(
             if failed or s.finished() or s.deadlock:
                 result.schedules += 1
                 if here is None:
-                    here = keys.key(s, after_read=machine_kept)
+                    here = keys.key(s)
                     if edge is not None:
                         edges[edge] = here
                 finals.add(here)
@@ -287,8 +286,7 @@ def explore(
             # and no fewer threads asleep has the same futures within the bound: explore it
             # once
             if here is None:  # a step no path took from the state before
-                here = keys.key(s, after_read=machine_kept)
-                machine_kept = True
+                here = keys.key(s)
                 if edge is not None:
                     edges[edge] = here
             if not _remember(seen, hash((here, last)), spent, sleep):
@@ -336,7 +334,7 @@ def explore(
                 result.branches += 1
             last, spent = options[0]
             sleep = sum(bit[u] for u in asleep if u != last and commute(pending[u], pending[last]))
-            machine_kept = s.step(last).action == "read" and machine_kept
+            s.step(last)
             # the state a step leads to is known when a path took it from this state before
             edge = hash((here, last))
             here = edges.get(edge)
