@@ -136,3 +136,17 @@ def test_the_shortest_ptdump_failure_carries_no_local_step_it_could_drop():
     for step, name in reversed(list(zip(s.history, s.schedule, strict=True))[:-1]):
         assert name in later or not race.is_local(step), (name, step)
         later.add(name)
+
+
+def test_the_edge_cache_may_forget_a_step_but_never_answers_for_another():
+    from mmkit.sched.explore import _Edges
+
+    edges = _Edges()
+    slots = edges.SLOTS
+    edges.put(5, 123)
+    edges.put(-7, -9)  # state keys are signed 64-bit hashes
+    assert edges.get(5) == 123 and edges.get(-7) == -9 and edges.get(None) is None
+    assert edges.get(5 + slots) is None  # the same slot, another step
+    edges.put(5 + slots, 456)  # evicts the first
+    assert edges.get(5 + slots) == 456 and edges.get(5) is None
+    assert edges.get(6) is None  # a slot never filled
