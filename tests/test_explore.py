@@ -139,9 +139,9 @@ def test_the_shortest_ptdump_failure_carries_no_local_step_it_could_drop():
 
 
 def test_the_edge_cache_may_forget_a_step_but_never_answers_for_another():
-    from mmkit.sched.explore import _Edges
+    from mmkit.sched._memo import Edges
 
-    edges = _Edges()
+    edges = Edges()
     slots = edges.SLOTS
     edges.put(5, 123)
     edges.put(-7, -9)  # state keys are signed 64-bit hashes
