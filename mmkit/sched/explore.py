@@ -142,15 +142,21 @@ def _needed(s: Scheduler, local: Callable[[Any], bool] | None) -> list[str]:
 
 
 def _fails_only_at_its_end(
-    factory: Factory, names: list[str], failing: Callable[[Scheduler], bool]
+    factory: Factory, names: list[str], failing: Callable[[Scheduler], bool], bound: int
 ) -> Scheduler | None:
-    """A fresh scenario that took ``names`` if it fails after the last and not before."""
+    """A fresh scenario that took ``names`` if it fails after the last and not before, and
+    with no more than ``bound`` preemptions (a thread that took its last step finishes
+    before a switch; without it, it may be preempted there)."""
     s = Scheduler(factory)
+    last, spent = None, 0
     for name in names:
-        if failing(s) or name not in s.runnable():
+        ready = s.runnable()
+        if failing(s) or name not in ready:
             return None
+        spent += last is not None and name != last and last in ready
         s.step(name)
-    return s if failing(s) else None
+        last = name
+    return s if failing(s) and spent <= bound else None
 
 
 def haystack(counts: Sequence[int]) -> int:
@@ -243,9 +249,12 @@ def explore(
                     if result.shortest is None or len(names) < len(result.shortest.split()):
                         found = s
                         if len(names) < len(s.schedule):  # checked, not taken on trust
-                            found = _fails_only_at_its_end(factory, names, failing) or s
-                        result.shortest = found.schedule_string()
-                        result.events = [e.report() for e in found.machine.events]
+                            found = _fails_only_at_its_end(factory, names, failing, bound) or s
+                        if result.shortest is None or len(found.schedule) < len(
+                            result.shortest.split()
+                        ):
+                            result.shortest = found.schedule_string()
+                            result.events = [e.report() for e in found.machine.events]
                 break
             # the same state reached with the same last thread, no more preemptions spent
             # and no fewer threads asleep has the same futures within the bound: explore it
