@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TableStore"]
+__all__ = ["TableStore", "forward"]
 
 _U64 = np.uint64
 _MIN_ROWS = 2  #: the smallest chunk (a small machine keeps little slack)
@@ -136,6 +136,8 @@ class TableStore(dict[int, np.ndarray]):
         """Store ``values`` (one row per pfn, or one value for all) in the rows of ``pfns``."""
         view = self.view(pfns)
         if view is not None:
+            if not isinstance(values, np.ndarray):
+                view = forward(view)  # one value: the rows' order does not matter
             view[:] = values
             return
         if isinstance(values, np.ndarray):
@@ -144,6 +146,14 @@ class TableStore(dict[int, np.ndarray]):
         else:
             for p in pfns:
                 self[p][:] = values
+
+
+def forward(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (a :meth:`TableStore.view`) in the order they lie in their chunk: the same
+    entries, for a test or a write in which the rows' order does not matter (numpy goes
+    over a block of rows in one stretch, but over rows taken backwards one row at a time).
+    """
+    return rows[::-1] if rows.strides[0] < 0 else rows
 
 
 def _rebuild(ptrs: int, rows: list[tuple[int, np.ndarray]]) -> TableStore:

@@ -25,7 +25,7 @@ import numpy as np
 
 from mmkit._readable import record_repr
 from mmkit.arch.pte_api import pte_format_of
-from mmkit.pgtable.store import TableStore
+from mmkit.pgtable.store import TableStore, forward
 
 if TYPE_CHECKING:
     from mmkit.arch.arm64 import Arm64Descriptor
@@ -149,8 +149,13 @@ class PageTables:
         pfn, all in the region of ``va_start`` (the caller keeps the run inside one)."""
         region = self.desc.region_of(va_start).kind
         span = self.span(depth)
-        self.content.claim(pfns)
-        self.content.set_rows(pfns, 0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
+        content = self.content
+        content.claim(pfns)
+        view = content.view(pfns)
+        # GFP_PGTABLE_KERNEL includes __GFP_ZERO; a reused frame is mostly zero already
+        # (its entries were cleared before it was freed), and reading is cheaper than writing
+        if view is None or forward(view).max():
+            content.set_rows(pfns, 0)
         starts = range(va_start, va_start + len(pfns) * span, span)
         made = map(TableInfo, repeat(depth), starts, repeat(region), repeat(boot))
         self.info.update(zip(pfns, made, strict=True))
