@@ -291,12 +291,13 @@ def coarse_run(
         stop = np.flatnonzero(vals)
     else:  # blocks mapping consecutive memory: each one `size` further on, or back (blocks
         # the allocator handed out last-freed first)
-        offsets = np.arange(n, dtype=np.uint64) * np.uint64(size)
-        stop = np.flatnonzero(vals != np.uint64(first) + offsets)
-        if len(stop) and stop[0] < 2:
-            back = np.flatnonzero(vals != np.uint64(first) - offsets)  # (modulo 2**64)
-            if not len(back) or back[0] >= 2:
-                stop, stride = back, -size
+        stop = np.flatnonzero(vals != np.arange(first, first + n * size, size, dtype=np.uint64))
+        if len(stop) and stop[0] < 2 <= n and first >= size:
+            k = min(n, first // size + 1)  # (values stay >= 0)
+            down = np.arange(first, first - k * size, -size, dtype=np.uint64)
+            back = np.flatnonzero(vals[:k] != down)
+            if (back[0] if len(back) else k) >= 2:
+                stop, stride = (back if len(back) else np.array([k])), -size
     count = int(stop[0]) if len(stop) else n
     if first == 0:
         read = Step(
