@@ -156,7 +156,7 @@ def _linear(
     return np.add(_ramp(k, ptrs, stride), _U64(first), out=out)
 
 
-_CHUNK = 64  #: rows compared at a time: the scratch stays in the CPU's cache
+_CHUNK_ENTRIES = 1 << 15  #: entries compared at a time: the scratch stays in the CPU's cache
 _scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}  #: by row width
 
 
@@ -174,16 +174,17 @@ def _linear_prefix(rows: np.ndarray, first: int, stride: int) -> int:
     backwards = rows.strides[0] < 0  # compare the rows in the order they lie in memory
     ramp = _ramp(k, ptrs, stride, backwards=backwards)
     block = forward(rows)
+    chunk = max(1, _CHUNK_ENTRIES // ptrs)  # rows at a time
     scratch = _scratch.get(ptrs)
     if scratch is None:
         scratch = _scratch[ptrs] = (
-            np.empty((_CHUNK, ptrs), dtype=_U64),
-            np.empty((_CHUNK, ptrs), dtype=bool),
+            np.empty((chunk, ptrs), dtype=_U64),
+            np.empty((chunk, ptrs), dtype=bool),
         )
     diff, differs = scratch
     base = _U64(first)
-    for lo in range(0, k, _CHUNK):  # rows [lo, hi) of ``rows``
-        hi = min(lo + _CHUNK, k)
+    for lo in range(0, k, chunk):  # rows [lo, hi) of ``rows``
+        hi = min(lo + chunk, k)
         at = slice(k - hi, k - lo) if backwards else slice(lo, hi)
         d, b = diff[: hi - lo], differs[: hi - lo]
         np.subtract(block[at], ramp[at], out=d)  # modulo 2**64, as the values wrap
