@@ -223,3 +223,29 @@ def test_the_linear_prefix_is_the_rows_before_the_first_that_differs(
     if k >= 2 and ptrs == 512:
         bulk._linear(first, k, ptrs, stride, out=rows)
         assert bulk._linear_prefix(rows, first, stride) == k
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_a_bulk_allocation_hands_out_zeroed_tables_whatever_the_frames_held(stale):
+    """A reused frame is zero once its ``alloc`` step is performed (``__GFP_ZERO``), also
+    when a stale pointer wrote into it after it was freed; then it is filled."""
+    m = Machine("arm64-4k-48", rodata_full=True)
+    start = m.memstart + (16 << 30)
+    m.hot_add(start, GIB)
+    m.hot_remove(start, GIB)
+    freed = [p for p in m.pgtables.content if m.physmem.state(p) == "free"]
+    assert len(freed) >= 512
+    if stale:  # a racing CPU's store through a pointer it kept
+        for p in freed[::7]:
+            m.pgtables.content[p][3] = 0x713
+    op = m.arch_add_memory(start, GIB)
+    for step in op:
+        if step.action == "alloc" and step.bulk:
+            next(op)  # performs the allocation
+            rows = np.stack([m.pgtables.content[p] for p in step.tables])
+            assert set(step.tables) <= set(freed) and not rows.any()
+    assert m.events == []  # no BUG_ON for a live entry
+    pa = start + 5 * (2 << 20) + 3 * m.page_size
+    from mmkit.pgtable.walk import translate
+
+    assert translate(m, m.lm_va(pa)).pa == pa
