@@ -275,14 +275,25 @@ class Machine:
         return free_tables(self, [pfn], fn)
 
     def free_backing(
-        self, pfn: int, order: int, fn: str, va: int, *, count: int = 1, va_step: int = 0
+        self,
+        pfn: int,
+        order: int,
+        fn: str,
+        va: int,
+        *,
+        count: int = 1,
+        va_step: int = 0,
+        stride: int | None = None,
     ) -> Iterator[Step]:
         """``free_hotplug_page_range(page, size)``, for ``count`` blocks of ``2**order``
-        pages from ``pfn`` (one each ``va_step`` bytes of VA) in one step.
+        pages from ``pfn``, each ``stride`` pages after the previous (``2**order`` unless
+        given; negative for blocks handed out last-freed first), one each ``va_step`` bytes
+        of VA, in one step.
 
         A boot-allocated (``PageReserved``) block gets the kernel's ``WARN_ON`` and is then
         freed anyway, which the page allocator refuses (:meth:`bad_page`)."""
         size = self.page_size << order
+        stride = (1 << order) if stride is None else stride
         yield Step(
             "free",
             fn,
@@ -291,13 +302,13 @@ class Machine:
             pfn=pfn,
             size=size,
             count=count,
-            stride=1 << order,
+            stride=stride,
             va_step=va_step,
             note="backing",
         )
         plain: list[int] = []  # allocated blocks, freed together after the loop
         for i in range(count):
-            first = pfn + (i << order)
+            first = pfn + i * stride
             frame = self.physmem.frame(first)
             where = va + i * va_step
             if frame is not None and frame.state == "reserved":

@@ -168,7 +168,7 @@ class PhysMem:
         in one go; all or nothing: :class:`~mmkit.errors.NoMemory` before any is taken."""
         if not self.can_alloc_tables(count):
             raise NoMemory(f"out of memory: {count} table pages for {owner}")
-        free = self._free_lists.setdefault(0, [])
+        free = self._free_lists.get(0, [])  # (no empty list made: as alloc_pages)
         self._digest = None
         if self.fail_after is not None:
             self.fail_after -= count
@@ -193,8 +193,10 @@ class PhysMem:
         frames = self.frames
         olds = list(map(frames.get, pfns))
         # records are immutable and a run shares a few: check and replace each kind once
+        # (a run allocated together shares one: found without hashing every record)
+        kinds = olds[:1] if olds and olds.count(olds[0]) == len(olds) else set(olds)
         freed: dict[Frame | None, Frame] = {}
-        for frame in set(olds):
+        for frame in kinds:
             if frame is None or frame.state in ("free", "ram"):
                 pfn = pfns[olds.index(frame)]
                 raise InvalidArgument(f"double free or free of unallocated pfn {pfn:#x} by {by}")

@@ -190,3 +190,62 @@ def test_a_stale_pointer_reads_what_the_reused_frame_holds_now():
     c = copy.deepcopy(m)
     c.pgtables.content[old][0] = 0
     assert int(m.pgtables.content[old][0]) != 0
+
+
+@given(
+    k=st.integers(1, 140),
+    ptrs=st.sampled_from([1, 8, 512]),
+    stride=st.sampled_from([1, 4096, 1 << 16, (1 << 64) - 4096]),
+    first=st.integers(0, (1 << 64) - 1),
+    bad=st.lists(st.tuples(st.integers(0, 139), st.integers(0, 511)), max_size=3),
+    backwards=st.booleans(),
+)
+def test_the_linear_prefix_is_the_rows_before_the_first_that_differs(
+    k, ptrs, stride, first, bad, backwards
+):
+    """Against a row-by-row comparison with values built one by one (modulo 2**64), on
+    store views either way round (frames handed back last-freed first)."""
+    store = TableStore(ptrs)
+    pfns = list(range(100, 100 + k))
+    store.claim(pfns)
+    order = pfns[::-1] if backwards else pfns
+    rows = store.view(order)
+    want = [[(first + (i * ptrs + j) * stride) % (1 << 64) for j in range(ptrs)] for i in range(k)]
+    rows[:] = np.array(want, dtype=np.uint64)
+    for i, j in bad:
+        if i < k and j < ptrs:
+            rows[i, j] ^= np.uint64(1 << (j % 64))
+    expected = next((i for i in range(k) if rows[i].tolist() != want[i]), k)
+    assert bulk._linear_prefix(rows, first, stride) == expected
+    # and a run filled through a view taken backwards holds the same values
+    store.set_rows(order, 0)
+    assert not bulk._in_use(rows)
+    if k >= 2 and ptrs == 512:
+        bulk._linear(first, k, ptrs, stride, out=rows)
+        assert bulk._linear_prefix(rows, first, stride) == k
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_a_bulk_allocation_hands_out_zeroed_tables_whatever_the_frames_held(stale):
+    """A reused frame is zero once its ``alloc`` step is performed (``__GFP_ZERO``), also
+    when a stale pointer wrote into it after it was freed; then it is filled."""
+    m = Machine("arm64-4k-48", rodata_full=True)
+    start = m.memstart + (16 << 30)
+    m.hot_add(start, GIB)
+    m.hot_remove(start, GIB)
+    freed = [p for p in m.pgtables.content if m.physmem.state(p) == "free"]
+    assert len(freed) >= 512
+    if stale:  # a racing CPU's store through a pointer it kept
+        for p in freed[::7]:
+            m.pgtables.content[p][3] = 0x713
+    op = m.arch_add_memory(start, GIB)
+    for step in op:
+        if step.action == "alloc" and step.bulk:
+            next(op)  # performs the allocation
+            rows = np.stack([m.pgtables.content[p] for p in step.tables])
+            assert set(step.tables) <= set(freed) and not rows.any()
+    assert m.events == []  # no BUG_ON for a live entry
+    pa = start + 5 * (2 << 20) + 3 * m.page_size
+    from mmkit.pgtable.walk import translate
+
+    assert translate(m, m.lm_va(pa)).pa == pa

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmkit.events import Step
+from mmkit.pgtable.store import forward
 
 if TYPE_CHECKING:
     from mmkit.machine import Machine
@@ -128,7 +129,23 @@ def _rows(m: Machine, pfns: list[int]) -> np.ndarray:
     return m.pgtables.content.rows(pfns)
 
 
-_ramps: dict[tuple[int, int], np.ndarray] = {}  #: the last ramp made, by (entries, stride)
+#: the last ramps made, by (entries, stride, backwards)
+_ramps: dict[tuple[int, int, bool], np.ndarray] = {}
+
+
+def _ramp(k: int, ptrs: int, stride: int, *, backwards: bool = False) -> np.ndarray:
+    """``k`` rows of ``ptrs`` values from 0, each ``stride`` after the previous; with
+    ``backwards``, the same rows last row first (as one contiguous array)."""
+    key = (k * ptrs, stride, backwards)
+    ramp = _ramps.get(key)
+    if ramp is None:  # kept until a run of another size asks: runs repeat their size
+        if not any(key[:2] == known[:2] for known in _ramps):
+            _ramps.clear()
+        ramp = np.arange(k * ptrs, dtype=_U64) * _U64(stride)
+        if backwards:
+            ramp = np.ascontiguousarray(ramp.reshape(k, ptrs)[::-1]).reshape(-1)
+        _ramps[key] = ramp
+    return ramp.reshape(k, ptrs)
 
 
 def _linear(
@@ -136,17 +153,56 @@ def _linear(
 ) -> np.ndarray:
     """``k`` rows of ``ptrs`` values from ``first``, each ``stride`` after the previous
     (the last of a row followed by the first of the next), into ``out`` if given."""
-    key = (k * ptrs, stride)
-    ramp = _ramps.get(key)
-    if ramp is None:  # kept until a run of another size asks: runs repeat their size
-        _ramps.clear()
-        ramp = _ramps[key] = np.arange(k * ptrs, dtype=_U64) * _U64(stride)
-    return np.add(ramp.reshape(k, ptrs), _U64(first), out=out)
+    return np.add(_ramp(k, ptrs, stride), _U64(first), out=out)
+
+
+_CHUNK_ENTRIES = 1 << 15  #: entries compared at a time: the scratch stays in the CPU's cache
+_scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}  #: by row width
+
+
+def _linear_prefix(rows: np.ndarray, first: int, stride: int) -> int:
+    """How many leading rows of ``rows`` hold exactly what :func:`_linear` ``(first, k,
+    ptrs, stride)`` would: compared a chunk of rows at a time, so that no full-size array
+    of expected values is written (one pass over the rows and the ramp).
+
+    >>> rows = _linear(7, 4, 3, 2)
+    >>> rows[2, 1] = 0
+    >>> _linear_prefix(rows, 7, 2), _linear_prefix(rows[:2], 7, 2)
+    (2, 2)
+    """
+    k, ptrs = rows.shape
+    backwards = rows.strides[0] < 0  # compare the rows in the order they lie in memory
+    ramp = _ramp(k, ptrs, stride, backwards=backwards)
+    block = forward(rows)
+    chunk = max(1, _CHUNK_ENTRIES // ptrs)  # rows at a time
+    scratch = _scratch.get(ptrs)
+    if scratch is None:
+        scratch = _scratch[ptrs] = (
+            np.empty((chunk, ptrs), dtype=_U64),
+            np.empty((chunk, ptrs), dtype=bool),
+        )
+    diff, differs = scratch
+    base = _U64(first)
+    for lo in range(0, k, chunk):  # rows [lo, hi) of ``rows``
+        hi = min(lo + chunk, k)
+        at = slice(k - hi, k - lo) if backwards else slice(lo, hi)
+        d, b = diff[: hi - lo], differs[: hi - lo]
+        np.subtract(block[at], ramp[at], out=d)  # modulo 2**64, as the values wrap
+        np.not_equal(d, base, out=b)
+        if b.any():
+            bad = np.flatnonzero(b.any(axis=1))
+            return k - 1 - (k - hi + int(bad[-1])) if backwards else lo + int(bad[0])
+    return k
+
+
+def _in_use(rows: np.ndarray) -> bool:
+    """Whether any entry of ``rows`` is set (one pass: a maximum is the cheapest test)."""
+    return bool(rows.size) and bool(forward(rows).max())
 
 
 def _counts(rows: np.ndarray) -> list[int] | None:
     """Entries in use in each row, or None when every row is empty (one pass)."""
-    if not np.count_nonzero(rows):
+    if not _in_use(rows):
         return None
     return np.count_nonzero(rows, axis=1).tolist()
 
@@ -253,8 +309,10 @@ def map_table_run(
     view = content.view(pfns)
     old = view if view is not None else content.rows(pfns)
     fill.old = int(old[0, 0])
-    if not np.count_nonzero(old):  # the common case: freshly zeroed tables
-        if view is not None:  # (a leaf table is a whole page of entries)
+    if not _in_use(old):  # the common case: freshly zeroed tables
+        if view is not None and view.strides[0] < 0:  # frames handed out last-freed first
+            np.add(_ramp(k, ptrs, lsize, backwards=True), _U64(first), out=view[::-1])
+        elif view is not None:  # (a leaf table is a whole page of entries)
             _linear(first, k, ptrs, lsize, out=view)
         else:
             content.set_rows(pfns, _linear(first, k, ptrs, lsize))
@@ -329,9 +387,9 @@ def unmap_table_run(
     first = int(rows[0, 0])
     if not first & 1:
         return 0
-    expected = _linear(first, k, ptrs, lsize)
-    if not np.array_equal(rows, expected):
-        k = int(np.flatnonzero((rows != expected).any(axis=1))[0])
+    linear = _linear_prefix(rows, first, lsize)
+    if linear < k:
+        k = linear
         if k < _MIN_RUN:
             return 0
         pfns, vals = pfns[:k], vals[:k]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TableStore"]
+__all__ = ["TableStore", "forward"]
 
 _U64 = np.uint64
 _MIN_ROWS = 2  #: the smallest chunk (a small machine keeps little slack)
@@ -39,6 +39,8 @@ class TableStore(dict[int, np.ndarray]):
         self._bases: list[int] = []  #: the row number of each chunk's first row
         #: pfn → row number (rows are numbered across the chunks, in order)
         self._row: dict[int, int] = {}
+        #: row number → pfn (-1: a row no frame has): a run's rows are checked in one compare
+        self._pfn: list[int] = []
         self._used = 0  #: rows handed out in the last chunk
         #: the last :meth:`view` asked for (its pfns list, the answer): a run's steps ask
         #: for the same rows several times, and rows never move
@@ -54,6 +56,7 @@ class TableStore(dict[int, np.ndarray]):
         new._chunks = chunks
         new._bases = list(self._bases)
         new._row = dict(self._row)
+        new._pfn = list(self._pfn)
         new._used = self._used
         # rows were numbered in the order they were claimed, as the dict keeps its keys
         bases, ci, put = new._bases, 0, dict.__setitem__
@@ -91,6 +94,8 @@ class TableStore(dict[int, np.ndarray]):
             self._used = 0
         first = self._bases[-1] + self._used
         row.update(zip(fresh, range(first, first + n), strict=True))
+        self._pfn += [-1] * (first - len(self._pfn))  # the slack left in the last chunk
+        self._pfn += fresh
         chunk = chunks[-1]
         at = self._used
         for i, pfn in enumerate(fresh):
@@ -127,7 +132,9 @@ class TableStore(dict[int, np.ndarray]):
         chunk, i = self._at(lo)
         if i + n > len(chunk):
             return None  # the rows run into the next chunk
-        if n > 1 and list(map(row.__getitem__, pfns)) != list(range(first, last + step, step)):
+        if n > 2 and pfns != (
+            self._pfn[first : last + 1] if step == 1 else self._pfn[last : first + 1][::-1]
+        ):
             return None
         block = chunk[i : i + n]
         return block if step == 1 else block[::-1]
@@ -136,6 +143,8 @@ class TableStore(dict[int, np.ndarray]):
         """Store ``values`` (one row per pfn, or one value for all) in the rows of ``pfns``."""
         view = self.view(pfns)
         if view is not None:
+            if not isinstance(values, np.ndarray):
+                view = forward(view)  # one value: the rows' order does not matter
             view[:] = values
             return
         if isinstance(values, np.ndarray):
@@ -144,6 +153,14 @@ class TableStore(dict[int, np.ndarray]):
         else:
             for p in pfns:
                 self[p][:] = values
+
+
+def forward(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (a :meth:`TableStore.view`) in the order they lie in their chunk: the same
+    entries, for a test or a write in which the rows' order does not matter (numpy goes
+    over a block of rows in one stretch, but over rows taken backwards one row at a time).
+    """
+    return rows[::-1] if rows.strides[0] < 0 else rows
 
 
 def _rebuild(ptrs: int, rows: list[tuple[int, np.ndarray]]) -> TableStore:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _fingerprint
 
-from mmkit._readable import record_repr
+from mmkit._readable import hex_value, record_repr
 from mmkit.arch.pte_api import pte_format_of
-from mmkit.pgtable.store import TableStore
+from mmkit.pgtable.store import TableStore, forward
 
 if TYPE_CHECKING:
     from mmkit.arch.arm64 import Arm64Descriptor
@@ -38,9 +38,15 @@ __all__ = ["PageTables", "TableInfo", "TablePageRecord"]
 _U64 = np.uint64
 
 
-@dataclass(slots=True)
-class TableInfo:
-    """What the kernel knows about a live table page: its level and the VA it maps."""
+class TableInfo(NamedTuple):
+    """What the kernel knows about a live table page: its level and the VA it maps.
+
+    Immutable (a named tuple): a run of tables gets its records in one C-level pass, and a
+    copy of the page tables shares them.
+
+    >>> TableInfo(3, 0xFFFF000040000000, "linear", False)
+    TableInfo(depth=3, va_start=0xffff000040000000, region='linear', boot=False)
+    """
 
     depth: int  #: 0 for the top-level (PGD) table, then one per level with tables
     va_start: int  #: first VA the table maps (aligned to the parent entry's span)
@@ -49,7 +55,10 @@ class TableInfo:
 
     def __repr__(self) -> str:
         """``va_start`` in hex."""
-        return record_repr(self, ("va_start",), keep=("depth", "boot"))
+        return (
+            f"TableInfo(depth={self.depth!r}, va_start={hex_value(self.va_start)}, "
+            f"region={self.region!r}, boot={self.boot!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +109,7 @@ class PageTables:
         new.__dict__.update(self.__dict__)
         new.physmem = copy.deepcopy(self.physmem, memo)
         new.content = copy.deepcopy(self.content, memo)
-        new.info = {
-            p: TableInfo(i.depth, i.va_start, i.region, i.boot) for p, i in self.info.items()
-        }
+        new.info = dict(self.info)  # the records are immutable
         return new
 
     # ------------------------------------------------------------ descriptors
@@ -150,11 +157,17 @@ class PageTables:
         pfn, all in the region of ``va_start`` (the caller keeps the run inside one)."""
         region = self.desc.region_of(va_start).kind
         span = self.span(depth)
-        self.content.claim(pfns)
-        self.content.set_rows(pfns, 0)  # GFP_PGTABLE_KERNEL includes __GFP_ZERO
+        content = self.content
+        content.claim(pfns)
+        view = content.view(pfns)
+        # GFP_PGTABLE_KERNEL includes __GFP_ZERO; a reused frame is mostly zero already
+        # (its entries were cleared before it was freed), and reading is cheaper than writing
+        if view is None or forward(view).max():
+            content.set_rows(pfns, 0)
         starts = range(va_start, va_start + len(pfns) * span, span)
-        made = map(TableInfo, repeat(depth), starts, repeat(region), repeat(boot))
-        self.info.update(zip(pfns, made, strict=True))
+        fields = zip(repeat(depth), starts, repeat(region), repeat(boot))
+        # tuple.__new__ makes each record without a Python-level __new__ call
+        self.info.update(zip(pfns, map(tuple.__new__, repeat(TableInfo), fields), strict=True))
 
     def drop_table(self, pfn: int) -> TableInfo:
         """Forget a table page that was unhooked (its content stays in the frame); the

@@ -286,10 +286,18 @@ def coarse_run(
     if first and (why != "unmap" or not pt.is_sect(first)):
         return 0  # a table entry (or a block in the free pass): walked on its own
     vals = arr[i0 : i0 + n]
+    stride = size
     if first == 0:
         stop = np.flatnonzero(vals)
-    else:  # blocks mapping consecutive memory: each one `size` further on
+    else:  # blocks mapping consecutive memory: each one `size` further on, or back (blocks
+        # the allocator handed out last-freed first)
         stop = np.flatnonzero(vals != np.arange(first, first + n * size, size, dtype=np.uint64))
+        if len(stop) and stop[0] < 2 <= n and first >= size:
+            k = min(n, first // size + 1)  # (values stay >= 0)
+            down = np.arange(first, first - k * size, -size, dtype=np.uint64)
+            back = np.flatnonzero(vals[:k] != down)
+            if (back[0] if len(back) else k) >= 2:
+                stop, stride = (back if len(back) else np.array([k])), -size
     count = int(stop[0]) if len(stop) else n
     if first == 0:
         read = Step(
@@ -319,7 +327,7 @@ def coarse_run(
         i0,
         count=count,
         new=0,
-        stride=size,
+        stride=stride,
         va_step=size,
     )
     yield step
@@ -332,7 +340,13 @@ def coarse_run(
         pfn = pt.desc_to_pa(first) >> pt.page_shift
         order = level.shift - pt.page_shift
         yield from m.free_backing(
-            pfn, order, "free_hotplug_page_range", base, count=count, va_step=size
+            pfn,
+            order,
+            "free_hotplug_page_range",
+            base,
+            count=count,
+            va_step=size,
+            stride=(1 << order) * (1 if stride > 0 else -1),
         )
     return count
 
