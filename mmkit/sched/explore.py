@@ -159,6 +159,27 @@ def _fails_only_at_its_end(
     return s if failing(s) and spent <= bound else None
 
 
+def _report_if_shorter(
+    result: ExploreResult,
+    s: Scheduler,
+    factory: Factory,
+    local: Callable[[Any], bool] | None,
+    failing: Callable[[Scheduler], bool],
+) -> None:
+    """Make the failing schedule ``s`` the result's shortest if it is shorter, without the
+    local steps the failure does not need when that is checked to fail within the bound."""
+    names = _needed(s, local)
+    best = len(result.shortest.split()) if result.shortest is not None else None
+    if best is not None and len(names) >= best:
+        return
+    found = s
+    if len(names) < len(s.schedule):  # checked, not taken on trust
+        found = _fails_only_at_its_end(factory, names, failing, result.bound) or s
+    if best is None or len(found.schedule) < best:
+        result.shortest = found.schedule_string()
+        result.events = [e.report() for e in found.machine.events]
+
+
 def haystack(counts: Sequence[int]) -> int:
     """Interleavings of threads with these step counts: (sum n)! / prod(n!)."""
     total = math.factorial(sum(counts))
@@ -232,7 +253,7 @@ def explore(
         s = Scheduler(factory)
         s.retake(branch.prefix)  # a prefix the search took: no dry run (follow's) needed
         keys = StateKeys()
-        here = edges.get(branch.edge)
+        here = edges.get(edge)
         last, spent, sleep = branch.last, branch.spent, branch.sleep
         while True:
             failed = failing(s)
@@ -245,16 +266,7 @@ def explore(
                 result.classes = len(finals)
                 if failed:
                     result.failing += 1
-                    names = _needed(s, local)
-                    if result.shortest is None or len(names) < len(result.shortest.split()):
-                        found = s
-                        if len(names) < len(s.schedule):  # checked, not taken on trust
-                            found = _fails_only_at_its_end(factory, names, failing, bound) or s
-                        if result.shortest is None or len(found.schedule) < len(
-                            result.shortest.split()
-                        ):
-                            result.shortest = found.schedule_string()
-                            result.events = [e.report() for e in found.machine.events]
+                    _report_if_shorter(result, s, factory, local, failing)
                 break
             # the same state reached with the same last thread, no more preemptions spent
             # and no fewer threads asleep has the same futures within the bound: explore it
