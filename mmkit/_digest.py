@@ -110,7 +110,7 @@ WRITES: dict[str, frozenset[int]] = {
     "read": frozenset(),
     "write": _parts("tables"),
     "alloc": _parts("tables", "frames", "attributes"),
-    "free": _parts("tables", "frames", "attributes"),
+    "free": _parts("tables", "frames"),
     "tlbi": _parts("stats", "tlbs"),
     "access": _parts("tlbs"),
     "lock": _parts("locks", "lock_holders"),

@@ -126,9 +126,10 @@ def ptdump_race(config: str = "arm64-4k-48", policy: str = "v5.7", *, fine: bool
     # known from one run, and P's read of any other table commutes with all of H's steps
     touched = _tables_touched(copy.deepcopy(base), remove_memory, start, size)
     commutes = _walk_commutes(base)
-    # P only reads table pages, never the TLBs: H's reads and its TLB invalidations touch
-    # nothing P writes or reads
-    h_local = frozenset({"read", "tlbi"})
+    # P only reads table pages, never the TLBs, and takes a lock only when the policy has
+    # it take get_online_mems(): so H's reads and TLB invalidations, and (without that lock)
+    # its locking, touch nothing P writes or reads, and wake or block nothing of P's
+    h_local = frozenset({"read", "tlbi"} | (set() if take_lock else {"lock", "unlock"}))
 
     def make() -> tuple[Machine, Sequence[Thread]]:
         m = copy.deepcopy(base)
