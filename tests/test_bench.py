@@ -26,6 +26,7 @@ def test_bench_quick_json_has_stable_keys(capsys):
         "explore_ptdump_4k_48_naive_bound2_s",
         "explore_lesson_races_slowest_s",
         "explore_states_per_s",
+        "explore_lesson04_fine_races_slowest_s",
         "tree_1g_page_granular_nodes",
         "tree_1g_page_granular_build_ms",
         "stepper_1g_rodata_full_steps",
