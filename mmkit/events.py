@@ -206,6 +206,34 @@ class Step:
                 part.note = f"{found[2 * i]} {self.note.partition(' ')[2]}"
             yield part
 
+    def frames(self, page_shift: int) -> Iterator[int]:
+        """The page frames an ``alloc`` or ``free`` step is about: one table page per entry
+        of a bulk step's ``tables``, else ``count`` blocks of ``size`` bytes from ``pfn``,
+        each ``stride`` pages after the one before (negative: below it)."""
+        if self.tables is not None:
+            yield from self.tables
+            return
+        if self.pfn is None:
+            return
+        pages = max(self.size >> page_shift, 1)
+        for i in range(max(self.count, 1)):
+            first = self.pfn + i * self.stride
+            yield from range(first, first + pages)
+
+    def covers(self, frame: int, page_shift: int) -> bool:
+        """Whether ``frame`` is one of :meth:`frames` (worked out, not listed: a free of a
+        run of 2 MiB blocks is about thousands of frames)."""
+        if self.tables is not None:
+            return frame in self.tables
+        if self.pfn is None:
+            return False
+        pages, n, stride = max(self.size >> page_shift, 1), max(self.count, 1), self.stride
+        off = frame - self.pfn
+        if n == 1 or stride == 0:
+            return 0 <= off < pages
+        near = off // stride  # the block starting at or next to ``frame``
+        return any(0 <= i < n and 0 <= off - i * stride < pages for i in (near - 1, near, near + 1))
+
     def entries(self) -> Iterator[Step]:
         """The entry-level steps of a step: :meth:`expand`, through the per-table steps of
         a bulk step."""

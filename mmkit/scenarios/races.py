@@ -192,9 +192,7 @@ def _walk_commutes(m: Machine) -> Callable[[Step, Step], bool]:
         if remove.action == "write":
             return remove.table is not None and remove.table not in near
         if remove.action == "free" and remove.pfn is not None:
-            # count blocks of size bytes, stride pages apart
-            pages = (max(remove.count, 1) - 1) * remove.stride + max(remove.size >> shift, 1)
-            return not any(remove.pfn <= t < remove.pfn + pages for t in near)
+            return not any(remove.covers(t, shift) for t in near)
         return False
 
     return commutes
@@ -209,9 +207,8 @@ def _tables_touched(m: Machine, op: Callable[..., Any], *args: Any) -> frozenset
             touched.add(step.table)
         if step.tables is not None:  # a bulk step: a run of table pages
             touched.update(step.tables)
-        if step.action in ("alloc", "free") and step.pfn is not None:
-            pages = max(step.count, 1) * max(step.stride, 1, step.size >> m.desc.page_shift)
-            touched.update(range(step.pfn, step.pfn + pages))
+        if step.action in ("alloc", "free"):
+            touched.update(step.frames(m.desc.page_shift))
     return frozenset(touched)
 
 
