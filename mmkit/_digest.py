@@ -105,7 +105,8 @@ def _parts(*names: str) -> frozenset[int]:
 #: to its next step), besides the log and the history, provided it records no kernel
 #: event (a BUG sets ``oops``, say); an action not named here may change anything.
 #: ``tests/test_step_convention.py`` checks every step of the hotplug flows against it,
-#: and the explorer's state keys rely on it (:mod:`mmkit.sched._reduction`).
+#: ``tests/test_explore_reduction.py`` every step of the lesson races, and the explorer's
+#: state keys rely on it (:mod:`mmkit.sched._reduction`).
 WRITES: dict[str, frozenset[int]] = {
     "read": frozenset(),
     "write": _parts("tables"),
@@ -152,7 +153,6 @@ _PART: tuple[Callable[[Machine], object], ...] = (
     lambda m: tuple(sorted((k, tuple(sorted(v))) for k, v in m._lock_holders.items())),
     _attributes,
 )
-assert len(_PART) == len(PARTS)
 _LOG_PARTS = _parts("log", "history")
 
 

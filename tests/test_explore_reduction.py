@@ -70,6 +70,12 @@ def test_reads_change_nothing_and_commuting_steps_leave_tables_alone(scenario, c
     assert "read" in kinds
 
 
+def test_the_digest_has_one_function_per_named_part():
+    m = ptdump_race("arm64-64k-42", "naive").scheduler().machine
+    assert list(m.digest()) == [digest_part(m, i) for i in range(len(PARTS))]
+    assert set(WRITES) >= {"read", "write", "alloc", "free", "tlbi", "lock", "unlock"}
+
+
 @pytest.mark.parametrize(
     ("scenario", "config", "policy", "fine"),
     [(fn, config, policy, False) for _slug, fn, config, policy in LESSON_RACES]
