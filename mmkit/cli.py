@@ -317,7 +317,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from mmkit import arch
     from mmkit.mm.compare import compare_policies
+    from mmkit.pgtable.tlb import TLBI_NAMES, tlbi_names_of
 
     rows = compare_policies(
         args.name, blocks=args.block, rodata_full=args.rodata_full, **_options(args)
@@ -330,24 +332,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             str(r.tables_freed),
             str(r.tables_left),
             ", ".join(f"{k}:{v}" for k, v in r.left_by_level_region.items()) or "-",
-            str(r.tlbi["vaale1is"]),
-            str(r.tlbi["vaae1is"]),
-            str(r.tlbi["vmalle1is"]),
+            *(str(r.tlbi[kind]) for kind in TLBI_NAMES),
             str(len(r.events)),
         ]
         for r in rows
     ]
-    header = [
-        "policy",
-        "allocated",
-        "freed",
-        "left",
-        "left by level/region",
-        "TLBI VAALE1IS",
-        "VAAE1IS",
-        "VMALLE1IS",
-        "events",
-    ]
+    names = tlbi_names_of(arch.get(args.name))  # what this architecture's kernel does
+    header = ["policy", "allocated", "freed", "left", "left by level/region", *names.values()]
+    header.append("events")
     _emit(data, args.format, _table(text_rows, header), frozenset({"bytes_left"}))
     return 0
 

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 
 from mmkit.mm.compare import compare_policies
+from mmkit.pgtable.tlb import TLBI_NAMES
 from mmkit.viz.compare import TLBI_KINDS, comparison_figure
 
 
@@ -60,7 +61,7 @@ def test_tlbis_by_kind():
     rows = _rows()
     fig = comparison_figure(rows)
     for kind in TLBI_KINDS:
-        trace = _trace(fig, kind)
+        trace = _trace(fig, TLBI_NAMES[kind])  # arm64's instruction for each kind
         assert trace.xaxis == "x3"
         assert list(trace.customdata) == [r.tlbi[kind] for r in rows]
         assert list(trace.y) == [r.tlbi[kind] or None for r in rows]

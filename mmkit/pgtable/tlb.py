@@ -27,12 +27,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TLB",
+    "TLBI_NAMES",
     "access",
     "flush_tlb_blocks",
     "flush_tlb_kernel_pgtable",
     "flush_tlb_kernel_range",
     "flush_tlb_pages",
+    "tlbi_names_of",
 ]
+
+#: The kinds of TLB invalidation the engine counts (the keys of ``machine.stats``, a
+#: ``tlbi`` step's ``note``): one page's last-level entry, one page at every level (the
+#: walk caches too), and everything. They are named after arm64's instructions; an
+#: architecture plugin names what its kernel does for each with the optional descriptor
+#: part ``tlbi_names`` (see :func:`tlbi_names_of`).
+TLBI_NAMES: dict[str, str] = {
+    "vaale1is": "TLBI VAALE1IS",
+    "vaae1is": "TLBI VAAE1IS",
+    "vmalle1is": "TLBI VMALLE1IS",
+}
+
+
+def tlbi_names_of(desc: Any) -> dict[str, str]:
+    """What the kernel of ``desc`` does for each kind of :data:`TLBI_NAMES`, for views:
+    the descriptor's ``tlbi_names``, arm64's instructions for a kind it does not name."""
+    names = getattr(desc, "tlbi_names", None)
+    return {kind: (names or {}).get(kind, arm64) for kind, arm64 in TLBI_NAMES.items()}
 
 
 @dataclass

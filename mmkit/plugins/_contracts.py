@@ -163,6 +163,12 @@ OPTIONAL_ARCH_PARTS: Final[dict[str, str]] = {
         "-> str; read through mmkit.boot.machine_hooks_of and, for the dump, "
         "mmkit.mm.ptdump (default: arm64's boot, arch_add_memory and ptdump)"
     ),
+    "tlbi_names": (
+        "a dict from each kind of TLB invalidation the engine counts (mmkit.pgtable.tlb."
+        "TLBI_NAMES: vaale1is, vaae1is, vmalle1is) to what this architecture's kernel does "
+        "for it, for views; read through mmkit.pgtable.tlb.tlbi_names_of (default: arm64's "
+        "instructions)"
+    ),
     "vmalloc_vmemmap_overlap": (
         "an mmkit.arch.base.OverlapReport: V7's vmalloc/vmemmap overlap test, which is "
         "arm64 code; read with getattr by vmemmap_free() and the views (default: no report, "

@@ -79,6 +79,21 @@ def _configs(outcomes: Sequence[Any], kernel: str | None) -> str:
     return "; ".join(labels)
 
 
+def _tlbi_names(outcomes: Sequence[Any]) -> dict[str, str]:
+    """What the outcomes' kernel does for each TLBI kind (arm64's instructions unless their
+    configuration's architecture names its own, and unless configurations disagree)."""
+    from mmkit import arch
+    from mmkit.pgtable.tlb import TLBI_NAMES, tlbi_names_of
+
+    found = set()
+    for name in dict.fromkeys(o.config for o in outcomes):
+        try:
+            found.add(tuple(tlbi_names_of(arch.get(name)).items()))
+        except Exception:  # a configuration a plugin no longer provides
+            found.add(tuple(TLBI_NAMES.items()))
+    return dict(found.pop()) if len(found) == 1 else dict(TLBI_NAMES)
+
+
 def comparison_figure(
     outcomes: Sequence[Any], *, title: str | None = None, kernel: str | None = None
 ) -> go.Figure:
@@ -161,14 +176,15 @@ def comparison_figure(
             row=1,
             col=2,
         )
+    names = _tlbi_names(outcomes)
     for kind in TLBI_KINDS:
         ys = [int(o.tlbi.get(kind, 0)) for o in outcomes]
         fig.add_trace(
             go.Bar(
-                name=kind,
+                name=names[kind],
                 legendgroup="tlbi",
                 offsetgroup=kind,
-                legendgrouptitle={"text": "TLBI kind"} if kind == TLBI_KINDS[0] else None,
+                legendgrouptitle={"text": "TLB invalidations"} if kind == TLBI_KINDS[0] else None,
                 x=policies,
                 y=[y if y > 0 else None for y in ys],
                 customdata=ys,
@@ -179,7 +195,7 @@ def comparison_figure(
                 constraintext="none",
                 cliponaxis=False,
                 marker={"color": _TLBI_COLORS[kind]},
-                hovertemplate=f"%{{x}}: %{{customdata}} x TLBI {kind.upper()}<extra></extra>",
+                hovertemplate=f"%{{x}}: %{{customdata}} x {names[kind]}<extra></extra>",
             ),
             row=1,
             col=3,

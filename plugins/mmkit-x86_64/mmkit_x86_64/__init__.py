@@ -162,6 +162,19 @@ class X86Descriptor:
         return X86MachineHooks()
 
     @property
+    def tlbi_names(self) -> dict[str, str]:
+        """What v5.4 x86 does for each kind of TLB invalidation the engine counts
+        (:data:`mmkit.pgtable.tlb.TLBI_NAMES`): ``INVLPG`` drops one page's translation and
+        the paging-structure caches for it (``__flush_tlb_one_kernel()``, which
+        ``flush_tlb_kernel_range()`` issues per page up to ``tlb_single_page_flush_ceiling``
+        pages), and ``flush_tlb_all()`` everything (arch/x86/mm/tlb.c)."""
+        return {
+            "vaale1is": "INVLPG",
+            "vaae1is": "INVLPG (walk caches)",
+            "vmalle1is": "flush_tlb_all()",
+        }
+
+    @property
     def pte_format(self) -> X86PteFormat:
         """The entry-format hook the engine uses (:class:`mmkit.arch.pte_api.PteFormat`)."""
         return X86PteFormat()

@@ -136,3 +136,23 @@ def test_v7s_arm64_overlap_test_is_not_offered_yet_v7_runs():
     assert arch.summary(d)["v7_overlap"] is None
     (row,) = compare_policies("x86_64-4k-48", blocks=[4 * GIB], policies=["v7"])
     assert row.tables_left == 0 and row.events == ()
+
+
+def test_the_comparison_names_x86s_invalidations_not_arm64s():
+    from mmkit.viz.compare import comparison_figure
+
+    rows = compare_policies("x86_64-4k-48", blocks=[4 * GIB], policies=["x86-remove-pagetable"])
+    fig = comparison_figure(rows)
+    names = [t.name for t in fig.data if t.legendgroup == "tlbi"]
+    assert names == ["INVLPG", "INVLPG (walk caches)", "flush_tlb_all()"]
+    (whole,) = [t for t in fig.data if t.name == "flush_tlb_all()"]
+    assert list(whole.customdata) == [2]
+    assert not any("TLBI" in (t.name or "") for t in fig.data)
+
+
+def test_mmkit_compare_heads_its_columns_with_x86s_invalidations(capsys):
+    from mmkit.cli import main
+
+    assert main(["compare", "x86_64-4k-48", "--block", hex(4 * GIB)]) == 0
+    out = capsys.readouterr().out
+    assert "flush_tlb_all()" in out.splitlines()[0] and "VMALLE1IS" not in out
