@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkit import _digest, _validate
+from mmkit import _digest, _machine_checks, _validate
 from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, InvalidArgument, PluginError
@@ -134,7 +134,7 @@ class Machine:
         #: only by :meth:`_acquire` and :meth:`_release`
         self.locks: dict[str, str] = {}
         self._lock_holders: dict[str, list[str]] = {}  #: lock -> threads holding it
-        self._boot_ranges = self._check_boot_memory(memory)
+        self._boot_ranges = _machine_checks.boot_memory(self, memory)
         self.hotplugged: list[tuple[int, int]] = []
         self.vmalloc_ranges: list[tuple[int, int]] = []
         #: the pages each vmalloc area was given (area VA -> pfns)
@@ -179,28 +179,6 @@ class Machine:
         if not isinstance(pfn, int | np.integer) or not 0 <= pfn < 1 << 64:
             _validate.address(pfn, "pfn")
         return (self.vmemmap_base + (pfn << 6)) & _M64
-
-    def _check_boot_memory(self, memory: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        ranges = sorted((int(s), int(n)) for s, n in memory)
-        if not ranges:
-            raise InvalidArgument("a machine needs at least one boot memory range")
-        page = self.desc.page_size
-        for (s, n), nxt in zip(ranges, [*ranges[1:], None], strict=True):
-            if n <= 0 or s % page or n % page:
-                raise InvalidArgument(
-                    f"boot memory ({s:#x}, {n:#x}) must be page aligned and non-empty"
-                )
-            if nxt and s + n > nxt[0]:
-                raise InvalidArgument(f"boot memory ranges overlap at {nxt[0]:#x}")
-            if s + n > 1 << self.macros["MAX_PHYSMEM_BITS"]:
-                raise InvalidArgument("boot memory beyond MAX_PHYSMEM_BITS")
-        if ranges[0][1] < 64 << 20:
-            raise InvalidArgument(
-                "the first boot memory range must hold at least 64 MiB "
-                "(kernel image and boot allocations)"
-            )
-        _validate.boot_memory_fits(self, ranges)
-        return ranges
 
     # ------------------------------------------------------------------- boot
     def pfn_valid(self, pfn: int) -> bool:
@@ -267,13 +245,6 @@ class Machine:
         step.pfn = pfn
         return pfn
 
-    def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
-        """``free_hotplug_pgtable_page()`` of one unhooked table page
-        (:func:`mmkit.pgtable.bulk_free.free_tables`)."""
-        from mmkit.pgtable.bulk_free import free_tables
-
-        return free_tables(self, [pfn], fn)
-
     def free_backing(
         self,
         pfn: int,
@@ -285,68 +256,26 @@ class Machine:
         va_step: int = 0,
         stride: int | None = None,
     ) -> Iterator[Step]:
-        """``free_hotplug_page_range(page, size)``, for ``count`` blocks of ``2**order``
-        pages from ``pfn``, each ``stride`` pages after the previous (``2**order`` unless
-        given; negative for blocks handed out last-freed first), one each ``va_step`` bytes
-        of VA, in one step.
+        """``free_hotplug_page_range()`` of ``count`` blocks of ``2**order`` pages from
+        ``pfn``, in one step (:func:`mmkit.mm.page_alloc.free_hotplug_page_range`)."""
+        from mmkit.mm.page_alloc import free_hotplug_page_range
 
-        A boot-allocated (``PageReserved``) block gets the kernel's ``WARN_ON`` and is then
-        freed anyway, which the page allocator refuses (:meth:`bad_page`)."""
-        size = self.page_size << order
-        stride = (1 << order) if stride is None else stride
-        yield Step(
-            "free",
-            fn,
-            f"free_pages(page_address(page), get_order({size:#x}))",
-            va=va,
-            pfn=pfn,
-            size=size,
-            count=count,
-            stride=stride,
-            va_step=va_step,
-            note="backing",
+        return free_hotplug_page_range(
+            self, pfn, order, fn, va, count=count, va_step=va_step, stride=stride
         )
-        plain: list[int] = []  # allocated blocks, freed together after the loop
-        for i in range(count):
-            first = pfn + i * stride
-            frame = self.physmem.frame(first)
-            where = va + i * va_step
-            if frame is not None and frame.state == "reserved":
-                self.warn(fn, f"WARN_ON(PageReserved(page)): pfn {first:#x}", pfn=first, va=where)
-                self.bad_page(first, order, va=where)
-            elif frame is None:  # plain RAM the allocator never handed out
-                self.warn(fn, f"freeing pfn {first:#x}, which was never allocated", va=where)
-            elif frame.state == "free":
-                self.record_event(
-                    "use-after-free",
-                    fn,
-                    f"double free of pfn {first:#x}",
-                    va=where,
-                    pfn=first,
-                    freed_by=frame.freed_by,
-                )
-            else:
-                plain.append(first)
-        if plain:
-            self.physmem.free_pages_many(plain, order, fn)
 
     def bad_page(self, pfn: int, order: int, *, va: int | None = None) -> None:
-        """``free_pages()`` of a ``PageReserved`` block: ``free_pages_prepare()`` checks each
-        page against ``PAGE_FLAGS_CHECK_AT_FREE`` (which holds ``PG_reserved``; v5.4 and
-        v5.7 ``mm/page_alloc.c``), ``bad_page()`` prints "BUG: Bad page state" and taints
-        the kernel, and the block never reaches the free lists: it stays reserved, leaked."""
-        pages = 1 << order
-        self.record_event(
-            "bug",
-            "free_pages_prepare",
-            f"BUG: Bad page state in process {getattr(self, 'current_thread', '') or 'kworker'} "
-            f"pfn:{pfn:#x}: PAGE_FLAGS_CHECK_AT_FREE flag(s) set, bad because of flags: "
-            f"(reserved)"
-            + (f"; all {pages} pages of the block" if pages > 1 else "")
-            + "; not freed (leaked), kernel tainted B",
-            pfn=pfn,
-            va=va,
-        )
+        """``free_pages()`` of a ``PageReserved`` block (:func:`mmkit.mm.page_alloc.bad_page`)."""
+        from mmkit.mm.page_alloc import bad_page
+
+        bad_page(self, pfn, order, va=va)
+
+    def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
+        """``free_hotplug_pgtable_page()`` of one unhooked table page
+        (:func:`mmkit.pgtable.bulk_free.free_tables`)."""
+        from mmkit.pgtable.bulk_free import free_tables
+
+        return free_tables(self, [pfn], fn)
 
     def lock(self, fn: str, name: str, mode: str = "exclusive") -> Iterator[Step]:
         """Take kernel lock ``name`` in ``mode`` (``exclusive``, ``read`` or ``write``).
@@ -430,7 +359,7 @@ class Machine:
         ``history`` (when recording) as :meth:`run` adds steps."""
         from mmkit.pgtable.tlb import access
 
-        self._check_access(va, cpu)
+        _machine_checks.access(self, va, cpu)
         op = access(self, va, cpu)
         while True:
             try:
@@ -439,19 +368,6 @@ class Machine:
                 return done.value
             if self.record:
                 self.history.append(step)
-
-    def _check_access(self, va: object, cpu: object) -> None:
-        """An access names a kernel VA (TTBR1: bits [63:vabits_actual] all ones; mmkit has
-        no user page tables for TTBR0) and one of this machine's CPUs."""
-        _validate.address(va, "va")
-        _validate.integer(cpu, "cpu", lo=0, hi=len(self.tlbs) - 1)
-        first = self.desc.kernel_va_start()
-        if va < first:  # type: ignore[operator]
-            raise InvalidArgument(
-                f"va={_validate.show(va)} is not a kernel address: the kernel's tables "
-                f"(TTBR1) translate [{first:#x}, 2**64), user addresses go through TTBR0, "
-                f"which mmkit does not model; use a kernel VA such as machine.lm_va(pa)"
-            )
 
     # --------------------------------------------------------------- queries
     def table_pages(self) -> list[TablePageRecord]:
@@ -506,36 +422,6 @@ class Machine:
         return _validate.address(pa, "pa") // self.desc.memory_block_size
 
     # ------------------------------------------------------------ hotplug
-    def _check_range(self, start: int, size: int, what: str, *, align: int | None = None) -> None:
-        """A range to hot-add or remove: integers, aligned to ``align`` (default: the memory
-        block size, as ``check_hotplug_memory_range()``), inside ``MAX_PHYSMEM_BITS`` and the
-        linear map."""
-        _validate.address(start, f"{what}: start")
-        _validate.integer(size, f"{what}: size", lo=1)
-        block = align or self.desc.memory_block_size
-        rule = "check_pfn_span" if align else "check_hotplug_memory_range"
-        if start % block or size % block:
-            raise InvalidArgument(
-                f"{what}: range ({start:#x}, {size:#x}) is not aligned to {block:#x} "
-                f"({rule}); align both start and size to it"
-            )
-        if start + size > 1 << self.macros["MAX_PHYSMEM_BITS"]:
-            raise InvalidArgument(
-                f"{what}: {start + size - 1:#x} is beyond MAX_PHYSMEM_BITS "
-                f"({self.macros['MAX_PHYSMEM_BITS']} bits)"
-            )
-        lm_end = self.lm_va(start + size - 1)
-        page_end = self.macros["PAGE_END"] or (1 << 64)
-        if (
-            start < self.memstart
-            or lm_end >= page_end
-            or self.lm_va(start) < self.macros["PAGE_OFFSET"]
-        ):
-            raise InvalidArgument(
-                f"{what}: [{start:#x}, {start + size:#x}) does not fit the linear map "
-                f"(PA {self.memstart:#x} maps to PAGE_OFFSET)"
-            )
-
     def _overlaps(self, start: int, size: int, ranges: Sequence[tuple[int, int]]) -> bool:
         return any(s < start + size and start < s + n for s, n in ranges)
 

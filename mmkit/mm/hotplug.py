@@ -50,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mmkit import _machine_checks
 from mmkit._validate import integer, show
 from mmkit.errors import Busy, Exists, InvalidArgument, NotFound, NotPermitted
 from mmkit.events import Step
@@ -107,7 +108,7 @@ def get_nid_for_pfn(m: Machine, pfn: int) -> int:
 # ------------------------------------------------------------------------ checks
 def check_add(m: Machine, nid: int, start: int, size: int) -> None:
     """Everything ``add_memory`` would refuse, checked before anything changes."""
-    m._check_range(start, size, "add_memory")
+    _machine_checks.hotplug_range(m, start, size, "add_memory")
     if not isinstance(nid, int) or isinstance(nid, bool) or not 0 <= nid < MAX_NUMNODES:
         raise InvalidArgument(
             f"add_memory: node {show(nid)} does not exist (MAX_NUMNODES = "
@@ -129,7 +130,7 @@ def check_add(m: Machine, nid: int, start: int, size: int) -> None:
 
 def check_remove(m: Machine, start: int, size: int) -> None:
     """Everything ``remove_memory`` would refuse, checked before anything changes."""
-    m._check_range(start, size, "remove_memory")
+    _machine_checks.hotplug_range(m, start, size, "remove_memory")
     m._check_oops("remove_memory")
     for b in _blocks_of(m, start, size):
         blk = m.blocks.get(b)

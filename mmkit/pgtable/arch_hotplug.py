@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mmkit import _machine_checks
 from mmkit.errors import Busy, Exists, NoMemory, NotFound, NotPermitted
 from mmkit.events import Step
 from mmkit.pgtable.mapping import (
@@ -189,7 +190,7 @@ def pages_needed(m: Machine, size: int) -> int:
 def check_hot_add(m: Machine, start: int, size: int, *, align: int | None = None) -> None:
     """What :meth:`Machine.hot_add <mmkit.machine.Machine.hot_add>` refuses, before anything
     changes: typed errors for a bad range, memory already present, or too little memory."""
-    m._check_range(start, size, "hot-add", align=align)
+    _machine_checks.hotplug_range(m, start, size, "hot-add", align=align)
     if m._overlaps(start, size, m._boot_ranges) or m._overlaps(start, size, m.hotplugged):
         raise Exists(
             f"hot-add: [{start:#x}, {start + size:#x}) overlaps memory that is "
@@ -210,7 +211,7 @@ def check_hot_remove(m: Machine, start: int, size: int, *, align: int | None = N
     policy with the boot-memory notifier, any early section (``-EPERM``; see
     :mod:`mmkit.mm.hotplug`). Boot memory a policy lets through is removed as the kernel
     would (its memmap's ``PageReserved`` pages warned about, and leaked)."""
-    m._check_range(start, size, "hot-remove", align=align)
+    _machine_checks.hotplug_range(m, start, size, "hot-remove", align=align)
     present = [*m.hotplugged, *m._boot_ranges]
     covered = sum(max(0, min(s + n, start + size) - max(s, start)) for s, n in present)
     if covered != size:
