@@ -34,6 +34,7 @@ from mmkit import arch as _arch
 from mmkit.boot import boot, memblock_alloc
 from mmkit.errors import Busy, InvalidArgument, PluginError
 from mmkit.events import KernelEvent, Step
+from mmkit.mm import page_alloc
 from mmkit.pgtable.tables import TablePageRecord
 from mmkit.pgtable.tlb import TLB
 
@@ -245,30 +246,11 @@ class Machine:
         step.pfn = pfn
         return pfn
 
-    def free_backing(
-        self,
-        pfn: int,
-        order: int,
-        fn: str,
-        va: int,
-        *,
-        count: int = 1,
-        va_step: int = 0,
-        stride: int | None = None,
-    ) -> Iterator[Step]:
-        """``free_hotplug_page_range()`` of ``count`` blocks of ``2**order`` pages from
-        ``pfn``, in one step (:func:`mmkit.mm.page_alloc.free_hotplug_page_range`)."""
-        from mmkit.mm.page_alloc import free_hotplug_page_range
-
-        return free_hotplug_page_range(
-            self, pfn, order, fn, va, count=count, va_step=va_step, stride=stride
-        )
-
-    def bad_page(self, pfn: int, order: int, *, va: int | None = None) -> None:
-        """``free_pages()`` of a ``PageReserved`` block (:func:`mmkit.mm.page_alloc.bad_page`)."""
-        from mmkit.mm.page_alloc import bad_page
-
-        bad_page(self, pfn, order, va=va)
+    #: ``free_hotplug_page_range()`` of ``count`` blocks of ``2**order`` pages, in one step
+    #: (:func:`mmkit.mm.page_alloc.free_hotplug_page_range`)
+    free_backing = page_alloc.free_hotplug_page_range
+    #: ``free_pages()`` of a ``PageReserved`` block (:func:`mmkit.mm.page_alloc.bad_page`)
+    bad_page = page_alloc.bad_page
 
     def free_table(self, pfn: int, fn: str) -> Iterator[Step]:
         """``free_hotplug_pgtable_page()`` of one unhooked table page
