@@ -157,7 +157,7 @@ def test_retaking_a_prefix_is_taking_it_step_by_step(locks, names):
     one, again = Scheduler(factory(*locks)), Scheduler(factory(*locks))
     for name in names:
         one.step(name)
-    again.retake(names)
+    again._retake(names)
     assert one.schedule == again.schedule and one.machine.log == again.machine.log
     assert one.locks.snapshot() == again.locks.snapshot()
     assert [e.message for e in one.machine.events] == [e.message for e in again.machine.events]

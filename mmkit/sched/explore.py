@@ -251,7 +251,7 @@ def explore(
         branch = work.pop()
         edge = branch.edge
         s = Scheduler(factory)
-        s.retake(branch.prefix)  # a prefix the search took: no dry run (follow's) needed
+        s._retake(branch.prefix)  # a prefix the search took: no dry run (follow's) needed
         keys = StateKeys()
         here = edges.get(edge)
         last, spent, sleep = branch.last, branch.spent, branch.sleep

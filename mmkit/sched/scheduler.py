@@ -229,11 +229,12 @@ class Scheduler:
             )
         return step
 
-    def retake(self, names: Sequence[str]) -> None:
+    def _retake(self, names: Sequence[str]) -> None:
         """Take again steps that an identical instance of the scenario took before, in the
         same order (a prefix the explorer took): the checks :meth:`step` makes held then,
         and the scenario is deterministic, so only the last step is checked (as it may
-        block every thread, when the prefix is a new alternative)."""
+        block every thread, when the prefix is a new alternative). Unchecked, so not public:
+        :meth:`follow` takes a schedule from outside."""
         threads, locks = self.threads, self.locks
         for name in names[:-1]:
             t = threads[name]
