@@ -249,6 +249,21 @@ def comparison_figure(
         type="log", range=[-0.2, len(str(tl_top)) + 0.6], dtick=1, tickformat="~s", row=1, col=3
     )
     if not keys:
+        # a panel with no trace draws no axes, and plotly then places an annotation meant
+        # for it in the first panel: zero bars keep the policies' axis and the note in place
+        fig.add_trace(
+            go.Bar(
+                name="nothing left",
+                legendgroup="left",
+                showlegend=False,
+                x=policies,
+                y=[0] * len(policies),
+                marker={"color": "rgba(0, 0, 0, 0)"},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=2,
+        )
         fig.add_annotation(
             name="nothing-left",
             text="no policy left a table page",
