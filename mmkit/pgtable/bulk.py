@@ -31,7 +31,7 @@ run, and the one function through which table pages are freed, in :mod:`mmkit.pg
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from mmkit.events import Step
 from mmkit.pgtable.store import forward
 
 if TYPE_CHECKING:
+    from mmkit.arch.base import Level
     from mmkit.machine import Machine
 
 __all__ = ["linear_runs", "map_table_run", "unmap_table_run"]
@@ -335,12 +336,21 @@ def map_table_run(
 # ------------------------------------------------------------------ unmap
 
 
-def _leaf_table_run(
-    m: Machine, depth: int, table: int, addr: int, end: int
-) -> tuple[int, int, np.ndarray, list[int]] | None:
+class _LeafRun(NamedTuple):
+    """A run of ``k`` entries of a table pointing to live leaf tables (:func:`_leaf_table_run`)."""
+
+    index: int  #: of the first entry
+    k: int
+    entries: np.ndarray  #: the ``k`` entries (a view of the table)
+    pfns: list[int]  #: the leaf tables they point to
+    level: Level  #: the level of the entries
+    leaf: Level  #: the level of the leaf tables
+
+
+def _leaf_table_run(m: Machine, depth: int, table: int, addr: int, end: int) -> _LeafRun | None:
     """The run of live leaf tables whose entries start at ``addr`` in ``table`` (a level-
-    ``depth`` table), wholly inside [addr, end): ``(index, k, entries, pfns)``, or None when
-    there is no run of two. Table entries are told apart by the format's ``table_match``."""
+    ``depth`` table), wholly inside [addr, end), or None when there is no run of two. Table
+    entries are told apart by the format's ``table_match``."""
     pt = m.pgtables
     level = pt.levels[depth]
     size = level.entry_size
@@ -361,7 +371,7 @@ def _leaf_table_run(
     pfns = _table_pfns(m, vals)
     if not pt.info.keys() >= set(pfns):
         return None
-    return idx, k, vals, pfns
+    return _LeafRun(idx, k, vals, pfns, level, pt.levels[depth + 1])
 
 
 def unmap_table_run(
@@ -374,15 +384,11 @@ def unmap_table_run(
     from mmkit.pgtable.tlb import flush_tlb_pages
 
     pt = m.pgtables
-    level = pt.levels[depth]
-    size = level.entry_size
     run = _leaf_table_run(m, depth, table, addr, end)
     if run is None:
         return 0
-    idx, k, vals, pfns = run
-    leaf = pt.levels[depth + 1]
-    ptrs = leaf.ptrs
-    lsize = leaf.entry_size
+    idx, k, vals, pfns, level, leaf = run
+    size, ptrs, lsize = level.entry_size, leaf.ptrs, leaf.entry_size
     rows = _rows(m, pfns)[:, :ptrs]
     first = int(rows[0, 0])
     if not first & 1:

@@ -41,15 +41,11 @@ def free_table_run(
     from mmkit.pgtable.unmap import _M64, pgtable_range_aligned
 
     pt = m.pgtables
-    level = pt.levels[depth]
-    size = level.entry_size
     run = _leaf_table_run(m, depth, table, addr, end)
     if run is None:
         return 0
-    idx, k, vals, pfns = run
-    leaf = pt.levels[depth + 1]
-    ptrs = leaf.ptrs
-    lsize = leaf.entry_size
+    idx, k, vals, pfns, level, leaf = run
+    size, ptrs, lsize = level.entry_size, leaf.ptrs, leaf.entry_size
     # (a table still in use is found so by the scan, and stays, as it would one by one)
     view = pt.content.view(pfns)  # rows never move: the run's rows for every step below
 
